@@ -15,11 +15,21 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, LRScheduler, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
+from skorch.helper import SliceDataset
 from skorch.utils import TeeGenerator, to_tensor
 from torch.utils.data import DataLoader, Dataset
 
 from sk_cotuning.backbones import build_backbone, preprocessing_for
-from sk_cotuning.data import ArrayDataset, as_tensor_input
+from sk_cotuning.data import (
+    ArrayDataset,
+    TenCrop,
+    TransformedDataset,
+    as_tensor_input,
+    dataset_kind,
+    default_transforms,
+    is_path_list,
+    make_dataset,
+)
 from sk_cotuning.losses import CoTuningLoss
 from sk_cotuning.module import CoTuningNetwork
 from sk_cotuning.relationship import CategoryRelationship, leep_score
@@ -49,6 +59,20 @@ def resolve_device(device: Any) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+class _FlipViews:
+    """Test-time views: the (eval-transformed) sample and its mirror image."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def __call__(self, sample: Any) -> torch.Tensor:
+        from torchvision.transforms import v2
+
+        x = self.base(sample) if self.base is not None else sample
+        x = v2.ToImage()(x) if not isinstance(x, torch.Tensor) else x
+        return torch.stack([torch.as_tensor(x), torch.as_tensor(x).flip(-1)])
 
 
 class CoTuningClassifier(NeuralNetClassifier):
@@ -118,6 +142,24 @@ class CoTuningClassifier(NeuralNetClassifier):
         marginal as their relationship row.
     callbacks : list or None, default=None
         Extra skorch callbacks (``EarlyStopping``, ``Checkpoint``, ...).
+    train_transform : callable, "eval" or None, default=None
+        Applied to each raw training sample (a PIL image for files and
+        datasets, a ``(C, H, W)`` tensor for arrays), for training batches
+        only; the relationship pass, prediction and validation use
+        ``eval_transform``.  It must return an unnormalised tensor (uint8, or
+        float in ``[0, 1]``): the network normalises.  ``None``: for image
+        files and datasets ``RandomResizedCrop(crop_size)`` + horizontal flip;
+        for arrays of a torchvision backbone a horizontal flip; no
+        augmentation for the glyph model or a custom network.  ``"eval"``: no
+        augmentation (the eval transform).
+    eval_transform : callable or None, default=None
+        ``None``: for image files and datasets, the weights' own evaluation
+        preprocessing (resize to ``resize_size``, centre crop ``crop_size``)
+        without the normalisation; arrays unchanged.
+    test_time_augmentation : {"flip", "ten_crop"} or None, default=None
+        Average ``predict_proba`` over views: the image and its mirror, or
+        the paper's 10-crop (four corners and the centre, each mirrored) at
+        the weights' crop size (87.5% of the side for arrays).
     amp : {"auto", True, False, "bf16", "fp16"}, default="auto"
         Mixed precision.  ``"auto"``/``True``: bf16 autocast on a CUDA device
         that supports it, else fp16 with a gradient scaler; off on the CPU.
@@ -198,6 +240,9 @@ class CoTuningClassifier(NeuralNetClassifier):
         train_split: Any = None,
         classes: Any = None,
         callbacks: Any = None,
+        train_transform: Any = None,
+        eval_transform: Any = None,
+        test_time_augmentation: str | None = None,
         amp: Any = "auto",
         channels_last: Any = "auto",
         device: Any = "auto",
@@ -244,14 +289,17 @@ class CoTuningClassifier(NeuralNetClassifier):
         self.relationship = relationship
         self.backbone_lr_mult = backbone_lr_mult
         self.lr_schedule = lr_schedule
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
+        self.test_time_augmentation = test_time_augmentation
         self.amp = amp
         self.channels_last = channels_last
         self.random_state = random_state
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # `backbone` may be an nn.Module: a parameter (deep-copied when the
-        # network is built), not a component skorch should register.
-        if name == "backbone":
+        # These parameters may hold nn.Modules (a backbone, torchvision v2
+        # transforms): parameters, not components skorch should register.
+        if name in ("backbone", "train_transform", "eval_transform"):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -300,6 +348,20 @@ class CoTuningClassifier(NeuralNetClassifier):
             )
         if self.amp not in ("auto", True, False, "bf16", "fp16", None):
             raise ValueError(f"amp must be 'auto', True, False, 'bf16' or 'fp16', got {self.amp!r}.")
+        if self.test_time_augmentation not in (None, "flip", "ten_crop"):
+            raise ValueError(
+                f"test_time_augmentation must be None, 'flip' or 'ten_crop', got "
+                f"{self.test_time_augmentation!r}."
+            )
+        if not (self.train_transform in (None, "eval") or callable(self.train_transform)):
+            raise TypeError(
+                f"train_transform must be a callable, 'eval' or None, got "
+                f"{self.train_transform!r}."
+            )
+        if not (self.eval_transform is None or callable(self.eval_transform)):
+            raise TypeError(
+                f"eval_transform must be a callable or None, got {self.eval_transform!r}."
+            )
         if self.channels_last not in ("auto", True, False):
             raise ValueError(
                 f"channels_last must be 'auto', True or False, got {self.channels_last!r}."
@@ -331,6 +393,15 @@ class CoTuningClassifier(NeuralNetClassifier):
         elif reset and hasattr(self, "n_features_in_"):
             del self.n_features_in_
         return Xt
+
+    def _dataset(self, X: Any, codes: np.ndarray | None, reset: bool) -> Dataset:
+        """The raw-sample Dataset for X: image files, a SliceDataset, or arrays."""
+        if not (is_path_list(X) or isinstance(X, (Dataset, SliceDataset))):
+            return ArrayDataset(self._check_X(X, reset=reset), codes)
+        dataset = make_dataset(X, codes, preprocessing_for(self.backbone))
+        if reset and hasattr(self, "n_features_in_"):
+            del self.n_features_in_
+        return dataset
 
     def _encode_fit_labels(self, y: Any, n_samples: int) -> np.ndarray:
         if y is None:
@@ -516,7 +587,25 @@ class CoTuningClassifier(NeuralNetClassifier):
     def get_dataset(self, X, y=None):
         if isinstance(X, Dataset):
             return X
-        return ArrayDataset(self._check_X(X, reset=False), y)
+        return self._dataset(X, y, reset=False)
+
+    def _transform(self, dataset: Dataset, training: bool):
+        """The train or eval transform for this dataset's kind of samples."""
+        kind = dataset_kind(dataset)
+        if kind is None:
+            return None
+        train_default, eval_default = default_transforms(kind, self.preprocessing_)
+        eval_t = eval_default if self.eval_transform is None else self.eval_transform
+        if not training or self.train_transform == "eval":
+            return eval_t
+        return train_default if self.train_transform is None else self.train_transform
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's DataLoader, over the dataset with the train or eval transform."""
+        transform = self._transform(dataset, training)
+        if transform is not None:
+            dataset = TransformedDataset(dataset, transform)
+        return super().get_iterator(dataset, training=training)
 
     def infer(self, x, **fit_params):
         """Forward pass on the device, with autocast and channels-last as configured."""
@@ -651,9 +740,9 @@ class CoTuningClassifier(NeuralNetClassifier):
         self : CoTuningClassifier
         """
         self._check_params()
-        Xt = self._check_X(X, reset=True)
-        codes = self._encode_fit_labels(y, len(Xt))
-        dataset = ArrayDataset(Xt, codes)
+        dataset = self._dataset(X, None, reset=True)
+        dataset.y = torch.as_tensor(self._encode_fit_labels(y, len(dataset)))
+        codes = dataset.y.numpy()
         seed = self._seed()
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         rng = torch.random.fork_rng(devices=devices) if seed is not None else nullcontext()
@@ -686,20 +775,21 @@ class CoTuningClassifier(NeuralNetClassifier):
         """
         first = not self.initialized_
         self._check_params()
-        Xt = self._check_X(X, reset=first)
+        dataset = self._dataset(X, None, reset=first)
         if first:
             if classes is not None and self.classes is None:
                 object.__setattr__(self, "classes", list(np.asarray(classes).tolist()))
                 try:
-                    codes = self._encode_fit_labels(y, len(Xt))
+                    codes = self._encode_fit_labels(y, len(dataset))
                 finally:
                     object.__setattr__(self, "classes", None)
             else:
-                codes = self._encode_fit_labels(y, len(Xt))
+                codes = self._encode_fit_labels(y, len(dataset))
         else:
-            codes = self._encode_labels(y, len(Xt))
+            codes = self._encode_labels(y, len(dataset))
+        dataset.y = torch.as_tensor(codes)
         with self._skorch_device():
-            return super().partial_fit(ArrayDataset(Xt, codes), codes, **fit_params)
+            return super().partial_fit(dataset, codes, **fit_params)
 
     def _encode_labels(self, y: Any, n_samples: int) -> np.ndarray:
         """Indices into ``classes_`` of labels ``y`` (all must be known)."""
@@ -742,9 +832,33 @@ class CoTuningClassifier(NeuralNetClassifier):
             Rows sum to 1; columns follow ``classes_``.
         """
         check_is_fitted(self)
-        dataset = X if isinstance(X, Dataset) else ArrayDataset(self._check_X(X, reset=False))
+        dataset = X if isinstance(X, Dataset) else self._dataset(X, None, reset=False)
         with self._skorch_device():
-            return super().predict_proba(dataset)
+            if self.test_time_augmentation is None:
+                return super().predict_proba(dataset)
+            return self._predict_proba_views(dataset)
+
+    def _predict_proba_views(self, dataset: Dataset) -> np.ndarray:
+        """Mean probability over test-time views ``(N, V, C, H, W)``."""
+        kind = dataset_kind(dataset)
+        pre = self.preprocessing_
+        if self.test_time_augmentation == "ten_crop":
+            if kind == "image" and pre is not None:
+                views = TenCrop(pre.crop_size, pre.resize_size)
+            else:
+                views = TenCrop(None, None)
+        else:
+            views = _FlipViews(self._transform(dataset, training=False))
+        loader = super().get_iterator(TransformedDataset(dataset, views), training=False)
+        nonlin = self._get_predict_nonlinearity()
+        self.module_.eval()
+        probas = []
+        with torch.no_grad():
+            for Xi, _ in loader:
+                n, v = Xi.shape[:2]
+                target, _ = self.infer(Xi.flatten(0, 1))
+                probas.append(nonlin(target).reshape(n, v, -1).mean(1).cpu())
+        return torch.cat(probas).numpy()
 
     def forward(self, X, training=False, device="cpu"):
         """skorch's ``forward``: all network outputs, here ``(target, source)`` logits."""

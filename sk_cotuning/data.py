@@ -1,24 +1,47 @@
-"""Inputs -> torch Datasets.
+"""Inputs -> torch Datasets of raw samples, and the default transforms.
 
-Array inputs: ``(n, C, H, W)`` float or uint8, ``(n, H, W, C)`` images,
-grayscale ``(n, H, W)``, flat ``(n, h * w)`` arrays for a backbone with a fixed
-small input (the glyph model), and plain ``(n, n_features)`` arrays for a
-user's own non-image network.  Arrays stay in their dtype (uint8 images
-travel as uint8); the network normalises them on its device.
+Three kinds of input:
+
+- **arrays**: ``(n, C, H, W)`` float or uint8, ``(n, H, W, C)`` images,
+  grayscale ``(n, H, W)``, flat ``(n, h * w)`` arrays for a backbone with a
+  fixed small input (the glyph model), and plain ``(n, n_features)`` arrays
+  for a user's own non-image network.  Arrays stay in their dtype (uint8
+  images travel as uint8); the network normalises them on its device.
+- **image files**: a 1-D array or list of paths (str or ``pathlib.Path``),
+  decoded lazily per item (so in DataLoader workers) with Pillow and
+  converted to the backbone's channels.
+- **datasets**: skorch's ``SliceDataset`` over a torch ``Dataset`` whose
+  samples are PIL images or unnormalised image tensors.
+
+Datasets here yield raw samples; :func:`default_transforms` gives the
+per-kind train/eval transforms that the classifier applies on top (the
+train one only to training batches).  Transforms must not normalise: they
+end in uint8 or ``[0, 1]`` float tensors, and the network normalises.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from sk_cotuning.backbones import Preprocessing
 
-__all__ = ["ArrayDataset", "TransformedDataset", "as_tensor_input"]
+__all__ = [
+    "ArrayDataset",
+    "ImageFileDataset",
+    "SampleDataset",
+    "TransformedDataset",
+    "as_tensor_input",
+    "default_transforms",
+    "is_path_list",
+    "make_dataset",
+]
 
 _CHANNELS = (1, 3, 4)
 
@@ -34,6 +57,8 @@ class ArrayDataset(Dataset):
         Label indices; items carry ``0`` when ``None``.
     """
 
+    kind = "array"
+
     def __init__(self, X: torch.Tensor, y: np.ndarray | None = None) -> None:
         self.X = X
         self.y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.long)
@@ -43,6 +68,83 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | int]:
         return self.X[i], (self.y[i] if self.y is not None else 0)
+
+
+class ImageFileDataset(Dataset):
+    """Image files decoded lazily with Pillow, one per item.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Image files (checked to exist by :func:`make_dataset`).
+    y : ndarray of shape (n_samples,) or None
+        Label indices; items carry ``0`` when ``None``.
+    mode : {"RGB", "L"}
+        Pillow mode the images are converted to (grayscale and RGBA files
+        become RGB for a 3-channel backbone; anything becomes "L" for a
+        1-channel one).
+
+    Raises
+    ------
+    ValueError
+        On item access, for a file Pillow cannot decode; the message names
+        the file.
+    """
+
+    kind = "image"
+
+    def __init__(self, paths: Sequence[str], y: np.ndarray | None = None, mode: str = "RGB") -> None:
+        self.paths = list(paths)
+        self.y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.long)
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.paths[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert(self.mode)  # decodes fully
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            raise ValueError(
+                f"Cannot read image file {path!r} ({type(exc).__name__}: {exc}); remove or "
+                f"replace the file."
+            ) from exc
+        return img, (self.y[i] if self.y is not None else 0)
+
+
+class SampleDataset(Dataset):
+    """Samples of an indexable collection (a skorch ``SliceDataset``) with labels.
+
+    Parameters
+    ----------
+    samples : sequence
+        ``samples[i]`` is one raw sample (a PIL image or an image tensor).
+    y : ndarray of shape (n_samples,) or None
+        Label indices; items carry ``0`` when ``None``.
+    """
+
+    kind = "image"
+
+    def __init__(self, samples: Sequence[Any], y: np.ndarray | None = None) -> None:
+        self.samples = samples
+        self.y = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        return self.samples[int(i)], (self.y[i] if self.y is not None else 0)
+
+
+def dataset_kind(dataset: Dataset) -> str | None:
+    """``"array"``, ``"image"`` or ``None`` (unknown), looking through Subsets."""
+    while isinstance(dataset, (Subset, TransformedDataset)):
+        dataset = dataset.dataset
+    return getattr(dataset, "kind", None)
 
 
 class TransformedDataset(Dataset):
@@ -187,3 +289,148 @@ def _to_nchw(t: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     raise ValueError(
         f"Expected images of 3 or 4 dimensions, got an array of shape {tuple(t.shape)}."
     )
+
+
+def is_path_list(X: Any) -> bool:
+    """Whether ``X`` is a 1-D list/tuple/array of file paths (str or PathLike)."""
+    if isinstance(X, (str, os.PathLike)):
+        return False
+    if isinstance(X, np.ndarray):
+        if X.ndim != 1 or X.dtype.kind not in "OU":
+            return False
+    elif not isinstance(X, (list, tuple)):
+        return False
+    return len(X) > 0 and all(isinstance(x, (str, os.PathLike)) for x in X)
+
+
+def _is_sample_collection(X: Any) -> bool:
+    from skorch.helper import SliceDataset
+
+    return isinstance(X, SliceDataset)
+
+
+def check_paths(X: Sequence[Any]) -> list[str]:
+    """Paths as strings; every one must be an existing file.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing files (up to five) and how many there are.
+    """
+    paths = [os.fspath(p) for p in X]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} image file(s) do not exist, e.g. "
+            f"{missing[:5]!r}. Fix the paths (relative paths are resolved from the "
+            f"working directory {os.getcwd()!r})."
+        )
+    return paths
+
+
+def make_dataset(X: Any, y: np.ndarray | None, preprocessing: Preprocessing | None) -> Dataset:
+    """The raw-sample Dataset for any supported input.
+
+    Parameters
+    ----------
+    X : array-like, list of paths, or SliceDataset
+        See the module docstring.
+    y : ndarray of shape (n_samples,) or None
+        Label indices.
+    preprocessing : Preprocessing or None
+        The backbone's preprocessing.
+
+    Returns
+    -------
+    Dataset
+        An :class:`ArrayDataset`, :class:`ImageFileDataset` or
+        :class:`SampleDataset`.
+    """
+    if _is_sample_collection(X):
+        if len(X) == 0:
+            raise ValueError("X is an empty dataset; at least 1 sample is required.")
+        return SampleDataset(X, y)
+    if isinstance(X, Dataset) and not isinstance(X, (np.ndarray, torch.Tensor)):
+        raise TypeError(
+            f"X is a torch Dataset ({type(X).__name__}); wrap it as "
+            f"skorch.helper.SliceDataset(dataset) and pass the labels as y (for an "
+            f"ImageFolder: y=np.array(dataset.targets)), so scikit-learn can split it."
+        )
+    if is_path_list(X):
+        mode = "L" if preprocessing is not None and preprocessing.in_channels == 1 else "RGB"
+        return ImageFileDataset(check_paths(X), y, mode)
+    return ArrayDataset(as_tensor_input(X, preprocessing), y)
+
+
+def default_transforms(
+    kind: str, preprocessing: Preprocessing | None
+) -> tuple[Callable[[Any], Any] | None, Callable[[Any], Any] | None]:
+    """The default ``(train_transform, eval_transform)`` for a kind of input.
+
+    - ``"image"`` (files, datasets): eval resizes to the weights'
+      ``resize_size`` and centre-crops ``crop_size`` (torchvision's own
+      evaluation preprocessing, minus the normalisation the network does);
+      train uses ``RandomResizedCrop(crop_size)`` and a horizontal flip.
+      Without a known size (a custom network) both only convert to tensors;
+      the glyph model's 8x8 input is resized to.
+    - ``"array"``: arrays are taken to be at model resolution, so nothing is
+      resized; torchvision backbones train with horizontal flips, the glyph
+      model and custom networks without augmentation (digits and letters
+      are not mirror-symmetric; a custom network's input may not be an
+      image).
+
+    Returns
+    -------
+    train, eval : callable or None
+        ``None`` means "leave the sample as it is".
+    """
+    from torchvision.transforms import v2
+
+    to_tensor = v2.ToImage()
+    if kind == "array":
+        flips = preprocessing is not None and preprocessing.native_size is None
+        return (v2.RandomHorizontalFlip() if flips else None), None
+    if preprocessing is None:
+        return to_tensor, to_tensor
+    if preprocessing.native_size is not None:
+        resize = v2.Resize(preprocessing.native_size, antialias=True)
+        return v2.Compose([to_tensor, resize]), v2.Compose([to_tensor, resize])
+    crop = preprocessing.crop_size or 224
+    resize = preprocessing.resize_size or int(round(crop / 0.875))
+    eval_t = v2.Compose([to_tensor, v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
+    train_t = v2.Compose(
+        [to_tensor, v2.RandomResizedCrop(crop, antialias=True), v2.RandomHorizontalFlip()]
+    )
+    return train_t, eval_t
+
+
+class TenCrop:
+    """The paper's 10-crop test-time views: corners and centre, each flipped.
+
+    Calls ``base`` (e.g. the eval transform without its final crop) and
+    returns a ``(10, C, crop, crop)`` tensor.  For arrays at model resolution
+    the crop is 87.5% of the image side.
+
+    Parameters
+    ----------
+    crop_size : int or None
+        Side of the crops; ``None``: 87.5% of the image's shorter side.
+    resize_size : int or None
+        Resize the shorter side to this first (image files and datasets).
+    """
+
+    def __init__(self, crop_size: int | None, resize_size: int | None = None) -> None:
+        self.crop_size = crop_size
+        self.resize_size = resize_size
+
+    def __call__(self, sample: Any) -> torch.Tensor:
+        from torchvision.transforms import v2
+
+        img = v2.ToImage()(sample) if not isinstance(sample, torch.Tensor) else sample
+        if self.resize_size is not None:
+            img = v2.Resize(self.resize_size, antialias=True)(img)
+        h, w = img.shape[-2:]
+        crop = self.crop_size if self.crop_size and self.crop_size < min(h, w) else None
+        crop = crop or max(1, int(round(0.875 * min(h, w))))
+        views = v2.TenCrop(crop, vertical_flip=False)(img)
+        return torch.stack([torch.as_tensor(v) for v in views])

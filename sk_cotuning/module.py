@@ -7,7 +7,7 @@ from torch import nn
 
 from sk_cotuning.backbones import Backbone, Preprocessing
 
-__all__ = ["CoTuningNetwork", "InputNormalization"]
+__all__ = ["CoTuningNetwork", "InputNormalization", "ToFloat"]
 
 
 class InputNormalization(nn.Module):
@@ -45,6 +45,13 @@ class InputNormalization(nn.Module):
         return (x - self.mean) / self.std
 
 
+class ToFloat(nn.Module):
+    """Input adapter of a custom network: uint8 images to ``[0, 1]``, else float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
 class CoTuningNetwork(nn.Module):
     """Backbone features with two heads: a new target head and the source head.
 
@@ -75,7 +82,7 @@ class CoTuningNetwork(nn.Module):
     def __init__(self, backbone: Backbone, n_classes: int, use_source_head: bool = True) -> None:
         super().__init__()
         pre = backbone.preprocessing
-        self.normalize = InputNormalization(pre) if pre is not None else nn.Identity()
+        self.normalize = InputNormalization(pre) if pre is not None else ToFloat()
         self.features = backbone.features
         self.source_head = backbone.source_head
         self.target_head = nn.Linear(backbone.source_head.in_features, n_classes)
@@ -85,8 +92,6 @@ class CoTuningNetwork(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``(N, n_features)``."""
-        if not torch.is_floating_point(x) and x.dtype != torch.uint8:
-            x = x.float()
         f = self.features(self.normalize(x))
         if isinstance(f, (tuple, list)):  # e.g. Inception's named tuples in train mode
             f = f[0]

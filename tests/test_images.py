@@ -1,0 +1,198 @@
+"""Image files, folders, SliceDatasets, per-fold augmentation and test-time views."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from skorch.helper import SliceDataset
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+from sk_cotuning import CoTuningClassifier, load_image_folder, sample_rate_indices
+
+from conftest import TinyConvNet
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 50, 210)}
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """root/<class>/<image>: 8 noisy 16x16 images per class, PNG and JPEG."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (16, 16, 3)), 0, 255)
+            ext = "png" if i % 2 else "jpg"
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.{ext}")
+    (root / "red" / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    return root
+
+
+CALLS = {}
+
+
+class Recorder:
+    """A transform that counts its calls (also in clones) and resizes to 16x16."""
+
+    def __init__(self, name="transform"):
+        self.name = name
+        CALLS[name] = 0
+
+    @property
+    def calls(self):
+        return CALLS[self.name]
+
+    @calls.setter
+    def calls(self, value):
+        CALLS[self.name] = value
+
+    def __call__(self, img):
+        CALLS[self.name] += 1
+        return v2.Compose([v2.ToImage(), v2.Resize((16, 16), antialias=True)])(img)
+
+
+def small(**kwargs):
+    params = dict(max_epochs=2, batch_size=8, lr=0.05, verbose=0, random_state=0)
+    params.update(kwargs)
+    return CoTuningClassifier(TinyConvNet(), **params)
+
+
+def test_load_image_folder(image_folder, tmp_path):
+    paths, labels = load_image_folder(image_folder)
+    assert len(paths) == 24 and sorted(set(labels)) == ["blue", "green", "red"]
+    assert all(p.endswith((".png", ".jpg")) for p in paths)
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_image_folder(tmp_path / "nowhere")
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="No image files"):
+        load_image_folder(tmp_path / "empty")
+
+
+def test_fit_predict_on_paths_with_default_transforms(image_folder):
+    paths, labels = load_image_folder(image_folder)
+    with pytest.warns(UserWarning, match="weights=None"):
+        clf = CoTuningClassifier("shufflenet_v2_x0_5", weights=None, max_epochs=1,
+                                 batch_size=12, verbose=0, random_state=0)
+        clf.fit(paths, labels)
+    proba = clf.predict_proba(paths[:5])
+    assert proba.shape == (5, 3)
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    assert set(clf.predict(list(paths[:5]))) <= set(labels)
+    # 224x224 centre crops of the weights' preprocessing reached the network
+    loader = clf.get_iterator(clf.get_dataset(paths[:2]), training=False)
+    x, _ = next(iter(loader))
+    assert x.shape == (2, 3, 224, 224) and x.dtype == torch.uint8
+
+
+def test_paths_learn_and_work_in_grid_search(image_folder):
+    paths, labels = load_image_folder(image_folder)
+    t = v2.Compose([v2.ToImage(), v2.Resize((16, 16), antialias=True)])
+    clf = small(eval_transform=t, train_transform="eval", max_epochs=15)
+    clf.fit(paths, labels)
+    assert clf.score(paths, labels) > 0.9  # colours are easy
+    grid = GridSearchCV(small(eval_transform=t, train_transform="eval"),
+                        {"trade_off": [0.0, 1.0]}, cv=2).fit(paths, labels)
+    assert set(grid.best_params_) == {"trade_off"}
+
+
+def test_train_transform_only_in_training(image_folder):
+    paths, labels = load_image_folder(image_folder)
+    train_t, eval_t = Recorder("train"), Recorder("eval")
+    clf = small(train_transform=train_t, eval_transform=eval_t, max_epochs=3)
+    clf.fit(paths, labels)
+    assert train_t.calls == 3 * 24  # every training sample, every epoch
+    assert eval_t.calls == 24  # the relationship pass
+    clf.predict(paths[:10])
+    assert train_t.calls == 3 * 24 and eval_t.calls == 34
+    # a cross-validation fold augments only its own training part
+    train_t.calls = eval_t.calls = 0
+    cross_val_score(small(train_transform=train_t, eval_transform=eval_t, max_epochs=1),
+                    paths, labels, cv=3)
+    assert train_t.calls == 3 * 16 and eval_t.calls == 3 * (16 + 8)
+
+
+def test_array_inputs_use_transforms_too(image_data):
+    X, y = image_data
+    train_t = Recorder("train-arrays")
+    clf = small(train_transform=train_t).fit(X, y)
+    assert train_t.calls == 2 * 60
+    clf.predict(X)
+    assert train_t.calls == 2 * 60
+
+
+def test_slice_dataset_route(image_folder):
+    (image_folder / ".hidden").rmdir()  # torchvision's ImageFolder rejects empty folders
+    ds = ImageFolder(str(image_folder))
+    X, y = SliceDataset(ds), np.array(ds.targets)
+    t = v2.Compose([v2.ToImage(), v2.Resize((16, 16), antialias=True)])
+    clf = small(eval_transform=t, train_transform="eval").fit(X, y)
+    assert clf.predict_proba(X).shape == (24, 3)
+    scores = cross_val_score(small(eval_transform=t, train_transform="eval"), X, y, cv=2)
+    assert scores.shape == (2,)
+    with pytest.raises(TypeError, match="SliceDataset"):
+        small().fit(ds, y)
+
+
+def test_grayscale_and_rgba_files(tmp_path):
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for i in range(12):
+        if i % 2:
+            img = Image.fromarray((rng.random((10, 10)) * 255).astype(np.uint8), mode="L")
+        else:
+            img = Image.fromarray((rng.random((10, 10, 4)) * 255).astype(np.uint8), mode="RGBA")
+        path = tmp_path / f"{i}.png"
+        img.save(path)
+        paths.append(path)  # pathlib.Path works as well as str
+        labels.append(i % 3)
+    t = v2.Compose([v2.ToImage(), v2.Resize((10, 10), antialias=True)])
+    clf = small(eval_transform=t, train_transform="eval").fit(paths, labels)
+    x, _ = next(iter(clf.get_iterator(clf.get_dataset(paths), training=False)))
+    assert x.shape[1] == 3  # converted to RGB
+    assert clf.predict(paths).shape == (12,)
+
+
+def test_corrupt_and_missing_files(image_folder):
+    paths, labels = load_image_folder(image_folder)
+    missing = np.concatenate([paths, [str(image_folder / "red" / "gone.png")]])
+    clf = small()
+    with pytest.raises(FileNotFoundError, match="1 of 25 image file.*gone.png"):
+        clf.fit(missing, np.concatenate([labels, ["red"]]))
+    assert not getattr(clf, "initialized_", False)  # reported before any training
+    corrupt = image_folder / "red" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    paths, labels = load_image_folder(image_folder)
+    with pytest.raises(ValueError, match="Cannot read image file.*corrupt.png"):
+        small(eval_transform=Recorder()).fit(paths, labels)
+
+
+def test_test_time_augmentation(image_folder, image_data):
+    paths, labels = load_image_folder(image_folder)
+    t = v2.Compose([v2.ToImage(), v2.Resize((16, 16), antialias=True)])
+    clf = small(eval_transform=t, train_transform="eval").fit(paths, labels)
+    plain = clf.predict_proba(paths)
+    for mode in ("flip", "ten_crop"):
+        clf.set_params(test_time_augmentation=mode)
+        proba = clf.predict_proba(paths)
+        assert proba.shape == plain.shape
+        np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    X, y = image_data
+    arrays = small(test_time_augmentation="flip").fit(X, y)
+    flipped = arrays.predict_proba(X)
+    manual = (arrays.set_params(test_time_augmentation=None).predict_proba(X)
+              + arrays.predict_proba(X[..., ::-1].copy())) / 2
+    np.testing.assert_allclose(flipped, manual, atol=1e-5)
+    arrays.set_params(test_time_augmentation="ten_crop")
+    assert arrays.predict_proba(X).shape == (60, 3)
+    with pytest.raises(ValueError, match="test_time_augmentation"):
+        small(test_time_augmentation="twenty").fit(X, y)
+
+
+def test_sampling_rate_subset_of_a_folder(image_folder):
+    paths, labels = load_image_folder(image_folder)
+    idx = sample_rate_indices(labels, 0.25, random_state=0)
+    assert sorted(np.unique(labels[idx], return_counts=True)[1]) == [2, 2, 2]
