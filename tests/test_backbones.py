@@ -185,4 +185,4 @@ def test_weights_none_warns():
 
 def test_available_backbones_lists_builtin_and_torchvision():
     names = available_backbones()
-    assert "resnet50" in names and "vit_b_16" in names
+    assert "glyphnet" in names and "resnet50" in names and "vit_b_16" in names

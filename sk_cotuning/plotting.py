@@ -1,0 +1,114 @@
+"""Looking at a relationship and at results: top-k tables and figures (matplotlib)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["top_source_classes", "plot_relationship", "plot_paired_accuracy"]
+
+
+def top_source_classes(
+    relationship: np.ndarray,
+    source_names: Sequence[str] | None = None,
+    k: int = 3,
+) -> list[list[tuple[str, float]]]:
+    """The ``k`` most probable source classes of every target class.
+
+    Parameters
+    ----------
+    relationship : ndarray of shape (n_classes, n_source)
+        ``p(source | target)``, e.g. ``CategoryRelationship.relationship_``.
+    source_names : sequence of str, default=None
+        Names of the source classes; their indices when ``None``.
+    k : int, default=3
+        How many to list per target class.
+
+    Returns
+    -------
+    top : list of list of (str, float)
+        For each target class, ``k`` pairs ``(source name, probability)``,
+        most probable first.
+    """
+    R = np.asarray(relationship)
+    names = [str(i) for i in range(R.shape[1])] if source_names is None else list(source_names)
+    order = np.argsort(-R, axis=1, kind="stable")[:, :k]
+    return [[(names[j], float(R[t, j])) for j in row] for t, row in enumerate(order)]
+
+
+def plot_relationship(
+    relationship: np.ndarray,
+    target_names: Sequence[Any] | None = None,
+    source_names: Sequence[str] | None = None,
+    ax: Any = None,
+    annotate_top: int = 1,
+):
+    """Heatmap of ``p(source | target)``, one row per target class.
+
+    Parameters
+    ----------
+    relationship : ndarray of shape (n_classes, n_source)
+        The relationship matrix.
+    target_names, source_names : sequence, default=None
+        Tick labels (omitted on an axis with more than 60 classes).
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when ``None``.
+    annotate_top : int, default=1
+        Mark the ``annotate_top`` largest entries of each row.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    import matplotlib.pyplot as plt
+
+    R = np.asarray(relationship)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(2 + 0.22 * R.shape[1], 16), 1 + 0.35 * R.shape[0]))
+    image = ax.imshow(R, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, label="p(source class | target class)")
+    if target_names is not None and len(target_names) <= 60:
+        ax.set_yticks(range(R.shape[0]), [str(t) for t in target_names])
+    if source_names is not None and len(source_names) <= 60:
+        ax.set_xticks(range(R.shape[1]), [str(s) for s in source_names], fontsize=7)
+    for t, row in enumerate(np.argsort(-R, axis=1)[:, :annotate_top]):
+        for j in row:
+            ax.text(j, t, "•", ha="center", va="center", color="white", fontsize=8)
+    ax.set_xlabel("source class")
+    ax.set_ylabel("target class")
+    ax.set_title("Learned category relationship")
+    return ax
+
+
+def plot_paired_accuracy(accuracies: Mapping[str, Sequence[float]], ax: Any = None):
+    """Accuracy of each method per seed, paired runs joined by lines.
+
+    Parameters
+    ----------
+    accuracies : mapping of str to sequence of float
+        Method name -> accuracy per seed (same seeds, same order).
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure when ``None``.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    names = list(accuracies)
+    values = np.array([np.asarray(accuracies[n], dtype=float) for n in names])
+    x = np.arange(len(names))
+    for seed_values in values.T:
+        ax.plot(x, 100 * seed_values, color="0.75", marker="o", markersize=3, zorder=1)
+    ax.errorbar(x, 100 * values.mean(1), yerr=100 * values.std(1), fmt="s", color="C3",
+                capsize=4, zorder=2, label="mean ± std")
+    ax.set_xticks(x, names)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Paired runs (one line per seed)")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
