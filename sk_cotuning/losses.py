@@ -20,7 +20,7 @@ class CoTuningLoss(nn.Module):
     where ``soft_targets[i] = p(source class | y_i)`` is the row of the
     category relationship for the sample's target label.
 
-    Shape
+    Notes
     -----
     - ``source_logits``: ``(N, S)``, the source head's logits, any float
       dtype (computed in float32, so the loss is correct under autocast).

@@ -16,7 +16,7 @@ class InputNormalization(nn.Module):
     Doing this inside the network lets uint8 batches travel to the GPU (a
     quarter of float32's bytes) and be normalised there.
 
-    Shape
+    Notes
     -----
     - input: ``(N, C, H, W)``, uint8 (``0..255``) or float
       (``0..value_range``); ``C`` of 1 is replicated, a 4th (alpha) channel

@@ -150,7 +150,7 @@ class CategoryRelationship(TransformerMixin, BaseEstimator):
         The target labels seen in :meth:`fit`, sorted.
     n_features_in_ : int
         Number of source classes seen in :meth:`fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Source class names, when ``X`` is a DataFrame with string columns.
     C_ : float
         The ``C`` chosen on the held-out part (``"reverse"`` only).

@@ -58,7 +58,7 @@ HELDOUT_SEED = 12345
 class GlyphNet(nn.Module):
     """Three 3x3 conv layers and a 128-wide feature layer, then ``fc``.
 
-    Shape
+    Notes
     -----
     - input: ``(N, 1, 8, 8)`` normalised images.
     - output: ``(N, n_classes)`` logits (52 letters).
