@@ -1,0 +1,78 @@
+"""The benchmarks still run: notebooks in QUICK mode, the paper-protocol script on tiny data."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import accuracy_protocol  # noqa: E402
+import paper_protocol  # noqa: E402
+import run_notebooks  # noqa: E402
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", run_notebooks.NOTEBOOKS)
+def test_notebook_runs_in_quick_mode(notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("SK_COTUNING_QUICK", "1")
+    out = run_notebooks.execute(BENCHMARKS / notebook, quick=True, out=tmp_path / notebook,
+                                timeout=600)
+    text = out.read_text()
+    assert '"output_type": "error"' not in text
+    assert "QUICK" in text or "quick" in text
+
+
+def test_control_relationships():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 5)), np.arange(30) % 3
+    base = accuracy_protocol.CategoryRelationship().fit(X, y).relationship_
+    shifted = accuracy_protocol.ShiftedRelationship().fit(X, y).relationship_
+    np.testing.assert_allclose(shifted[1], base[0])
+    np.testing.assert_allclose(shifted[0], base[2])
+    uniform = accuracy_protocol.UniformRelationship().fit(X, y).relationship_
+    np.testing.assert_allclose(uniform, 0.2)
+
+
+def test_summary_statistics_by_hand():
+    import pandas as pd
+
+    rows = []
+    for seed, (ft, co) in enumerate([(0.80, 0.85), (0.90, 0.88)]):
+        for method in accuracy_protocol.METHODS:
+            acc = {"fine-tuning": ft, "Co-Tuning (direct)": co}.get(method, 0.5)
+            rows.append({"rate": 0.05, "seed": seed, "n_train": 60, "method": method, "accuracy": acc})
+    summary = accuracy_protocol.summarise(pd.DataFrame(rows)).iloc[0]
+    assert summary["CoT-FT mean"] == pytest.approx(1.5)
+    assert summary["CoT-FT se"] == pytest.approx(np.std([5, -2], ddof=1) / np.sqrt(2))
+    assert (summary["wins"], summary["losses"]) == (1, 1)
+    assert summary["error-rate reduction %"] == pytest.approx(100 * 1.5 / 15)
+
+
+@pytest.mark.slow
+def test_paper_protocol_smoke(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c, colour in enumerate([(200, 20, 20), (20, 200, 20), (20, 20, 200)]):
+            folder = tmp_path / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 20, (24, 24, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "paper.json"
+    code = paper_protocol.main([
+        "--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"),
+        "--rates", "50", "100", "--backbone", "shufflenet_v2_x0_5", "--weights", "none",
+        "--iterations", "2", "--batch-size", "4", "--workers", "0", "--device", "cpu",
+        "--out", str(out),
+    ])
+    assert code == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["rate"], r["method"]) for r in runs] == [
+        (50.0, "fine-tuning"), (50.0, "Co-Tuning"), (100.0, "fine-tuning"), (100.0, "Co-Tuning")]
+    assert all(0 <= r["ten_crop"] <= 1 and 0 <= r["centre_crop"] <= 1 for r in runs)
+    assert "10-crop" in capsys.readouterr().out
