@@ -294,3 +294,24 @@ def test_named_torchvision_backbone_end_to_end(image_data):
     assert clf.predict(X).shape == (60,)
     with pytest.raises(ValueError, match="expects images"):
         clf.predict(X.reshape(60, -1))
+
+
+def test_bf16_autocast_path_on_cpu(tiny_backbone, image_data):
+    X, y = image_data
+    clf = make_clf(tiny_backbone, amp="bf16", max_epochs=2).fit(X, y)
+    assert clf.amp_dtype_ is torch.bfloat16 and clf.grad_scaler_ is None
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float32 and np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    assert all(np.isfinite(row["train_loss"]) for row in clf.history)
+    auto = make_clf(tiny_backbone, max_epochs=1).fit(X, y)
+    assert auto.amp_dtype_ is None and auto.device_ == "cpu" and not auto.channels_last_
+
+
+def test_channels_last_can_be_forced(tiny_backbone, image_data):
+    X, y = image_data
+    clf = make_clf(tiny_backbone, channels_last=True, max_epochs=1).fit(X, y)
+    assert clf.channels_last_
+    weight = clf.module_.features.body[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert clf.predict(X).shape == (60,)
