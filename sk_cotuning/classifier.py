@@ -421,17 +421,8 @@ class CoTuningClassifier(NeuralNetClassifier):
                 f"{type(self).__name__} needs at least 2 classes in y, got 1 class "
                 f"({present[0]!r})."
             )
-        if self.classes is None:
-            classes, codes = np.unique(y, return_inverse=True)
-        else:
-            classes = np.asarray(self.classes)
-            index = {label: i for i, label in enumerate(classes.tolist())}
-            unknown = [label for label in present.tolist() if label not in index]
-            if unknown:
-                raise ValueError(f"y contains labels {unknown[:10]!r} that are not in classes.")
-            codes = np.array([index[label] for label in y.tolist()])
-        self.classes_inferred_ = classes
-        return codes.astype(np.int64)
+        self.classes_inferred_ = present if self.classes is None else np.asarray(self.classes)
+        return self._encode_labels(y, n_samples)
 
     # ---------------------------------------------------------------- skorch
     @property
@@ -803,8 +794,8 @@ class CoTuningClassifier(NeuralNetClassifier):
         unknown = sorted({label for label in y.tolist() if label not in index}, key=str)
         if unknown:
             raise ValueError(
-                f"y contains labels {unknown[:10]!r} not seen in the first fit; the classes "
-                f"are {self.classes_.tolist()!r}."
+                f"y contains labels {unknown[:10]!r} that are not among the classes "
+                f"{self.classes_.tolist()!r} (set by `classes` or the first fit)."
             )
         return np.array([index[label] for label in y.tolist()], dtype=np.int64)
 

@@ -315,3 +315,18 @@ def test_channels_last_can_be_forced(tiny_backbone, image_data):
     weight = clf.module_.features.body[0].weight
     assert weight.is_contiguous(memory_format=torch.channels_last)
     assert clf.predict(X).shape == (60,)
+
+
+def test_partial_fit_keeps_network_and_relationship(tiny_backbone, image_data):
+    X, y = image_data
+    clf = make_clf(tiny_backbone, max_epochs=1)
+    clf.partial_fit(X[:30], y[:30], classes=["cat", "dog", "eel", "fox"])
+    R, module = clf.relationship_.relationship_.copy(), clf.module_
+    clf.partial_fit(X[30:], y[30:])
+    assert clf.module_ is module and len(clf.history) == 2
+    np.testing.assert_array_equal(clf.relationship_.relationship_, R)
+    assert clf.classes_.tolist() == ["cat", "dog", "eel", "fox"]
+    with pytest.raises(ValueError, match="not among the classes"):
+        clf.partial_fit(X[:3], ["cat", "gnu", "cat"])
+    with pytest.raises(ValueError, match="not among the classes"):
+        make_clf(tiny_backbone, classes=["cat", "dog"]).fit(X, y)
