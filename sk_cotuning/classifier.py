@@ -538,7 +538,9 @@ class CoTuningClassifier(NeuralNetClassifier):
         ``relationship__<param>`` is set on the ``relationship`` estimator
         (created as ``CategoryRelationship()`` when it is ``None``), so grid
         searches can tune it; on a fitted net, ``lr`` and
-        ``backbone_lr_mult`` rescale both parameter groups.
+        ``backbone_lr_mult`` rescale both parameter groups, and
+        ``iterator_train__*``/``iterator_valid__*`` apply from the next
+        DataLoader on.
         """
         nested = {
             key[len("relationship__"):]: kwargs.pop(key)
@@ -551,6 +553,11 @@ class CoTuningClassifier(NeuralNetClassifier):
             if self.relationship is None:  # the default, made explicit to be tuned
                 object.__setattr__(self, "relationship", CategoryRelationship())
             self.relationship.set_params(**nested)
+        # DataLoader settings take effect at the next iterator; skorch 1.4's
+        # set_params raises on them once the net is initialised
+        for key in [k for k in kwargs if k.startswith(("iterator_train__", "iterator_valid__"))]:
+            object.__setattr__(self, key, kwargs.pop(key))
+            self._params_to_validate.add(key)
         if "callbacks" in kwargs and not self.initialized_:
             # validated when fit initialises the callbacks, as other parameters are
             object.__setattr__(self, "callbacks", kwargs.pop("callbacks"))

@@ -196,3 +196,15 @@ def test_sampling_rate_subset_of_a_folder(image_folder):
     paths, labels = load_image_folder(image_folder)
     idx = sample_rate_indices(labels, 0.25, random_state=0)
     assert sorted(np.unique(labels[idx], return_counts=True)[1]) == [2, 2, 2]
+
+
+def test_dataloader_workers_decode_files(image_folder):
+    paths, labels = load_image_folder(image_folder)
+    t = v2.Compose([v2.ToImage(), v2.Resize((16, 16), antialias=True)])
+    clf = small(eval_transform=t, train_transform="eval", max_epochs=15,
+                iterator_train__num_workers=2, iterator_valid__num_workers=2)
+    clf.fit(paths, labels)
+    assert clf.score(paths, labels) > 0.9
+    parallel = clf.predict_proba(paths)
+    clf.set_params(iterator_valid__num_workers=0)
+    np.testing.assert_allclose(clf.predict_proba(paths), parallel, rtol=1e-6, atol=1e-7)
