@@ -22,10 +22,10 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from sk_cotuning import CategoryRelationship, CoTuningClassifier, sample_rate_indices
+from sk_cotuning.demo import digits_split
 
 QUICK = os.environ.get("SK_COTUNING_QUICK", "0") == "1"
 
@@ -83,10 +83,8 @@ class Protocol:
 
 
 def splits(protocol: Protocol):
-    """The fixed stratified train/test splits of the digits."""
-    X, y = load_digits(return_X_y=True)
-    return [train_test_split(X, y, test_size=protocol.test_size, stratify=y, random_state=s)
-            for s in range(protocol.n_splits)]
+    """The fixed stratified train/test splits of the digits (split 0 is the main job's)."""
+    return [digits_split(protocol.test_size, random_state=s) for s in range(protocol.n_splits)]
 
 
 def _clf(protocol: Protocol, n_train: int, seed: int, **params) -> CoTuningClassifier:

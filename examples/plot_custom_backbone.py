@@ -39,7 +39,7 @@ source = LetterMLP()
 torch.manual_seed(0)
 optimizer = torch.optim.Adam(source.parameters(), lr=3e-3)
 inputs, targets = torch.as_tensor(glyphs, dtype=torch.float32), torch.as_tensor(letters)
-for epoch in range(60):
+for _ in range(60):
     loss = nn.functional.cross_entropy(source(inputs), targets)
     optimizer.zero_grad()
     loss.backward()

@@ -605,11 +605,16 @@ class CoTuningClassifier(NeuralNetClassifier):
             dataset = TransformedDataset(dataset, transform)
         return super().get_iterator(dataset, training=training)
 
-    def infer(self, x, **fit_params):
-        """Forward pass on the device, with autocast and channels-last as configured."""
+    def _to_device(self, x) -> torch.Tensor:
+        """A batch on the network's device, channels-last where configured."""
         x = to_tensor(x, device=self.device_)
         if getattr(self, "channels_last_", False) and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def infer(self, x, **fit_params):
+        """Forward pass on the device, with autocast and channels-last as configured."""
+        x = self._to_device(x)
         with self._autocast():
             return self.module_(x, **fit_params)
 
@@ -696,9 +701,7 @@ class CoTuningClassifier(NeuralNetClassifier):
         logits, codes = [], []
         with torch.no_grad():
             for Xi, yi in iterator:
-                x = to_tensor(Xi, device=self.device_)
-                if self.channels_last_ and x.ndim == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = self._to_device(Xi)
                 with self._autocast():
                     s = self.module_.source_head(self.module_.embed(x))
                 logits.append(s.float().cpu())

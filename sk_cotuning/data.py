@@ -22,7 +22,6 @@ end in uint8 or ``[0, 1]`` float tensors, and the network normalises.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np

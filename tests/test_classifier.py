@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from sk_cotuning import CategoryRelationship, CoTuningClassifier
 
-from conftest import TinyConvNet
 
 
 def make_clf(backbone, **kwargs):
