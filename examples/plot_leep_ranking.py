@@ -37,7 +37,7 @@ for name, weights in candidates.items():
                              batch_size=16, verbose=0, random_state=0)
     clf.fit(X_train[idx], y_train[idx])
     # LEEP of the source outputs on the training images (also stored as clf.leep_)
-    logits, _ = clf.source_logits(clf.get_dataset(X_train[idx]))
+    logits, _ = clf.collect_outputs(X_train[idx], "source")
     leep[name] = leep_score(logits, y_train[idx])
     accuracy[name] = clf.score(X_test, y_test)
     print(f"{name:<15} LEEP {leep[name]:+.3f}   Co-Tuning accuracy {accuracy[name]:.3f}")

@@ -28,7 +28,7 @@ plt.show()
 # %%
 # The same source logits, the reverse approach. The source model's outputs are
 # computed once by the fitted network and can feed any CategoryRelationship.
-logits, codes = clf.source_logits(clf.get_dataset(X[:600]))
+logits, codes = clf.collect_outputs(X[:600], "source")
 reverse = CategoryRelationship(method="reverse", random_state=0).fit(logits, y[:600])
 print("reverse: chose C =", reverse.C_, "temperature", round(reverse.calibration_temperature_, 2))
 for digit, top in zip(reverse.classes_, top_source_classes(reverse.relationship_, clf.source_classes_)):

@@ -2,12 +2,15 @@
 
 Public API
 ----------
+FineTuningClassifier
+    Fine-tunes a pre-trained backbone (a skorch classifier) with an optional
+    regulariser from :mod:`sk_cotuning.regularization`.
 CoTuningClassifier
-    Fine-tunes a pre-trained backbone with Co-Tuning (a skorch classifier).
+    FineTuningClassifier with Co-Tuning.
 CategoryRelationship
     Learns ``p(source class | target class)`` from a source model's outputs.
-CoTuningLoss
-    The soft-target loss of the source head (a torch module).
+CoTuning, CoTuningLoss, Regularizer
+    The Co-Tuning regulariser, its soft-target loss, and the regulariser base class.
 leep_score
     The LEEP transferability score of a source model for a target task.
 available_backbones
@@ -20,13 +23,17 @@ load_image_folder, sample_rate_indices
 from sk_cotuning.backbones import available_backbones
 from sk_cotuning.classifier import CoTuningClassifier
 from sk_cotuning.datasets import load_image_folder, sample_rate_indices
-from sk_cotuning.losses import CoTuningLoss
+from sk_cotuning.net import FineTuningClassifier
+from sk_cotuning.regularization import CoTuning, CoTuningLoss, Regularizer
 from sk_cotuning.relationship import CategoryRelationship, leep_score
 
 __all__ = [
     "CategoryRelationship",
+    "CoTuning",
     "CoTuningClassifier",
     "CoTuningLoss",
+    "FineTuningClassifier",
+    "Regularizer",
     "available_backbones",
     "leep_score",
     "load_image_folder",

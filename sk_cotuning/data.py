@@ -35,8 +35,10 @@ __all__ = [
     "ArrayDataset",
     "ImageFileDataset",
     "SampleDataset",
+    "TestTimeViews",
     "TransformedDataset",
     "as_tensor_input",
+    "dataset_labels",
     "default_transforms",
     "is_path_list",
     "make_dataset",
@@ -403,33 +405,101 @@ def default_transforms(
     return train_t, eval_t
 
 
-class TenCrop:
-    """The paper's 10-crop test-time views: corners and centre, each flipped.
+def dataset_labels(dataset: Dataset) -> np.ndarray:
+    """Label indices of one of this module's datasets, looking through Subsets.
 
-    Calls ``base`` (e.g. the eval transform without its final crop) and
-    returns a ``(10, C, crop, crop)`` tensor.  For arrays at model resolution
-    the crop is 87.5% of the image side.
+    Raises
+    ------
+    ValueError
+        If the dataset carries no labels.
+    """
+    indices = None
+    while isinstance(dataset, (Subset, TransformedDataset)):
+        if isinstance(dataset, Subset):
+            sub = np.asarray(dataset.indices)
+            indices = sub if indices is None else sub[indices]
+        dataset = dataset.dataset
+    y = getattr(dataset, "y", None)
+    if y is None:
+        raise ValueError(f"{type(dataset).__name__} carries no labels.")
+    y = np.asarray(y)
+    return y if indices is None else y[indices]
+
+
+def _ten_crops(img: torch.Tensor, crop: int) -> list[torch.Tensor]:
+    from torchvision.transforms import v2
+
+    return [torch.as_tensor(v) for v in v2.TenCrop(crop, vertical_flip=False)(img)]
+
+
+class TestTimeViews:
+    """Test-time views of one sample, stacked ``(V, C, H, W)``, all at the model's input size.
 
     Parameters
     ----------
-    crop_size : int or None
-        Side of the crops; ``None``: 87.5% of the image's shorter side.
-    resize_size : int or None
-        Resize the shorter side to this first (image files and datasets).
+    mode : {"flip", "ten_crop"}
+        ``"flip"``: the eval-transformed sample and its mirror image.
+        ``"ten_crop"``: the four corners and the centre, each mirrored.
+    eval_transform : callable or None
+        The estimator's eval transform for this kind of input (``None``:
+        the sample as it is).  Views are taken of its output, so a user's
+        ``eval_transform`` always applies.
+    resize_size, crop_size : int or None
+        For image files and datasets with the default eval transform: the
+        paper's protocol, resize the shorter side to ``resize_size`` and take
+        ``crop_size`` crops.  Otherwise crops are 87.5% of the eval output's
+        side, resized back to that size (so a fixed-size network such as the
+        8x8 glyph model gets inputs of its size).
     """
 
-    def __init__(self, crop_size: int | None, resize_size: int | None = None) -> None:
-        self.crop_size = crop_size
+    __test__ = False  # not a pytest class
+
+    def __init__(
+        self,
+        mode: str,
+        eval_transform: Callable[[Any], Any] | None,
+        resize_size: int | None = None,
+        crop_size: int | None = None,
+    ) -> None:
+        self.mode = mode
+        self.eval_transform = eval_transform
         self.resize_size = resize_size
+        self.crop_size = crop_size
+
+    @classmethod
+    def for_dataset(
+        cls,
+        mode: str,
+        dataset: Dataset,
+        eval_transform: Callable[[Any], Any] | None,
+        preprocessing: Preprocessing | None,
+        default_eval: bool,
+    ) -> "TestTimeViews":
+        """The views for ``dataset``: the paper's protocol for image files and
+        datasets under the default eval transform, else crops of its output."""
+        paper = (
+            dataset_kind(dataset) == "image" and default_eval
+            and preprocessing is not None and preprocessing.crop_size is not None
+        )
+        if not paper:
+            return cls(mode, eval_transform)
+        return cls(mode, eval_transform, preprocessing.resize_size, preprocessing.crop_size)
 
     def __call__(self, sample: Any) -> torch.Tensor:
         from torchvision.transforms import v2
 
-        img = v2.ToImage()(sample) if not isinstance(sample, torch.Tensor) else sample
-        if self.resize_size is not None:
-            img = v2.Resize(self.resize_size, antialias=True)(img)
-        h, w = img.shape[-2:]
-        crop = self.crop_size if self.crop_size and self.crop_size < min(h, w) else None
-        crop = crop or max(1, int(round(0.875 * min(h, w))))
-        views = v2.TenCrop(crop, vertical_flip=False)(img)
-        return torch.stack([torch.as_tensor(v) for v in views])
+        if self.mode == "ten_crop" and self.crop_size is not None:
+            img = v2.ToImage()(sample) if not isinstance(sample, torch.Tensor) else sample
+            img = v2.Resize(self.resize_size or self.crop_size, antialias=True)(img)
+            return torch.stack(_ten_crops(img, self.crop_size))
+        x = self.eval_transform(sample) if self.eval_transform is not None else sample
+        x = v2.ToImage()(x) if not isinstance(x, torch.Tensor) else torch.as_tensor(x)
+        if self.mode == "flip":
+            return torch.stack([x, x.flip(-1)])
+        h, w = x.shape[-2:]
+        crop = max(1, int(round(0.875 * min(h, w))))
+        resize = v2.Resize((h, w), antialias=True)
+        views = [resize(v) for v in _ten_crops(x, crop)]
+        if x.dtype == torch.uint8:
+            views = [v.to(torch.uint8) for v in views]
+        return torch.stack(views)

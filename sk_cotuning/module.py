@@ -1,4 +1,4 @@
-"""The Co-Tuning network: features -> (target logits, source logits)."""
+"""The fine-tuning network: raw batch -> (target logits, source logits, features)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ from torch import nn
 
 from sk_cotuning.backbones import Backbone, Preprocessing
 
-__all__ = ["CoTuningNetwork", "InputNormalization", "ToFloat"]
+__all__ = [
+    "FineTuningNetwork",
+    "InputNormalization",
+    "NetworkOutput",
+    "ToFloat",
+    "plain_name",
+    "target_probabilities",
+    "unwrap",
+]
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / accelerate, torch.compile
 
 
 class InputNormalization(nn.Module):
@@ -52,56 +62,120 @@ class ToFloat(nn.Module):
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
-class CoTuningNetwork(nn.Module):
-    """Backbone features with two heads: a new target head and the source head.
+class NetworkOutput(tuple):
+    """The network's outputs, target logits first: ``(target, source, features)``.
+
+    A tuple, so skorch takes ``output[0]`` (the target logits) for
+    ``predict_proba`` and concatenates batches element-wise; the fields are
+    also readable by name.
+
+    Attributes
+    ----------
+    target : Tensor of shape (N, n_classes)
+        Logits of the new target head.
+    source : Tensor of shape (N, n_source) or (N, 0)
+        Logits of the pre-trained source head; empty when no regulariser
+        needs them (plain fine-tuning never evaluates the source head).
+    features : Tensor of shape (N, n_features)
+        The pooled penultimate features both heads read.
+    """
+
+    __slots__ = ()
+    FIELDS = ("target", "source", "features")
+
+    def __new__(cls, iterable):
+        values = tuple(iterable)
+        if len(values) != 3:
+            raise ValueError(f"NetworkOutput takes {cls.FIELDS}, got {len(values)} values.")
+        return super().__new__(cls, values)
+
+    target = property(lambda self: self[0])
+    source = property(lambda self: self[1])
+    features = property(lambda self: self[2])
+
+
+class FineTuningNetwork(nn.Module):
+    """Backbone features, a new target head, the kept source head and the regulariser.
 
     Parameters
     ----------
     backbone : Backbone
         The split pre-trained model.
     n_classes : int
-        Number of target classes (rows of the relationship).
-    use_source_head : bool, default=True
-        When ``False`` (``trade_off=0``) the source head is not evaluated and
-        the second output is an empty ``(N, 0)`` tensor: exactly plain
-        fine-tuning, at its cost.
-
-    Attributes
-    ----------
-    soft_targets : torch.Tensor of shape (n_classes, n_source)
-        Buffer holding the category relationship, so it moves with the
-        network between devices and is saved with it.
+        Number of target classes.
+    regularizer : nn.Module or None, default=None
+        Held here so that its prepared state (e.g. Co-Tuning's relationship)
+        and any learnable parameters travel with the network: saved by
+        ``save_params(f_params=...)`` and ``Checkpoint``, moved between
+        devices, broadcast under data-parallel training.  ``forward`` does
+        not call it; the estimator's ``get_loss`` does.
+    use_source_head : bool, default=False
+        Evaluate the source head in ``forward``.  ``False`` (plain
+        fine-tuning) returns an empty ``(N, 0)`` source output, at plain
+        fine-tuning's cost.
 
     Notes
     -----
-    ``forward`` returns ``(target_logits, source_logits)``, target first, in
-    training and evaluation alike: shapes ``(N, n_classes)`` and
-    ``(N, n_source)``.
+    ``forward`` returns a :class:`NetworkOutput` ``(target, source,
+    features)`` in training and evaluation alike.
     """
 
-    def __init__(self, backbone: Backbone, n_classes: int, use_source_head: bool = True) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        n_classes: int,
+        regularizer: nn.Module | None = None,
+        use_source_head: bool = False,
+    ) -> None:
         super().__init__()
         pre = backbone.preprocessing
         self.normalize = InputNormalization(pre) if pre is not None else ToFloat()
         self.features = backbone.features
         self.source_head = backbone.source_head
         self.target_head = nn.Linear(backbone.source_head.in_features, n_classes)
+        self.regularizer = regularizer
         self.use_source_head = use_source_head
-        n_source = backbone.source_head.out_features
-        self.register_buffer("soft_targets", torch.full((n_classes, n_source), 1.0 / n_source))
+
+    @property
+    def n_source(self) -> int:
+        """Number of source classes (outputs of the source head)."""
+        return int(self.source_head.out_features)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate features ``(N, n_features)``."""
+        """Penultimate features ``(N, n_features)`` of a raw input batch."""
         f = self.features(self.normalize(x))
         if isinstance(f, (tuple, list)):  # e.g. Inception's named tuples in train mode
             f = f[0]
         return torch.flatten(f, 1) if f.ndim > 2 else f
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> NetworkOutput:
         f = self.embed(x)
         target = self.target_head(f)
-        if self.use_source_head:
-            source = self.source_head(f)
-        else:
-            source = f.new_empty((f.shape[0], 0))
-        return target, source
+        source = self.source_head(f) if self.use_source_head else f.new_empty((f.shape[0], 0))
+        return NetworkOutput((target, source, f))
+
+
+def target_probabilities(target_logits: torch.Tensor) -> torch.Tensor:
+    """Softmax of the target logits in float32 (the default ``predict_nonlinearity``).
+
+    skorch hands ``predict_proba``'s nonlinearity the first network output,
+    the target logits ``(N, n_classes)``.
+    """
+    return torch.softmax(target_logits.float(), dim=-1)
+
+
+def plain_name(name: str) -> str:
+    """A parameter name without the prefixes that wrappers add."""
+    while name.startswith(_WRAPPER_PREFIXES):
+        name = name.split(".", 1)[1]
+    return name
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The network inside DDP/accelerate and torch.compile wrappers."""
+    while not isinstance(module, FineTuningNetwork):
+        inner = getattr(module, "module", None) or getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            break
+        module = inner
+    return module

@@ -10,7 +10,7 @@ from torch import nn
 
 from sk_cotuning import available_backbones
 from sk_cotuning.backbones import build_backbone
-from sk_cotuning.backbones._torchvision import expected_checkpoint
+from sk_cotuning.backbones._weights import expected_checkpoint
 
 from conftest import TinyConvNet
 

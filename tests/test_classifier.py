@@ -39,7 +39,7 @@ def test_fit_predict_proba_and_labels(tiny_backbone, image_data):
     R = clf.relationship_.relationship_
     assert R.shape == (3, 6)
     np.testing.assert_allclose(R.sum(1), 1)
-    np.testing.assert_allclose(clf.module_.soft_targets.numpy(), R, rtol=1e-6)
+    np.testing.assert_allclose(clf.regularizer_.soft_targets.numpy(), R, rtol=1e-6)
     assert np.isfinite(clf.leep_) and clf.leep_ < 0
     assert clf.source_classes_ is None
 
@@ -50,8 +50,8 @@ def test_forward_returns_target_first_in_train_and_eval(tiny_backbone, image_dat
     x = torch.as_tensor(X[:4])
     for mode in (True, False):
         clf.module_.train(mode)
-        target, source = clf.module_(x)
-        assert target.shape == (4, 3) and source.shape == (4, 6)
+        target, source, features = clf.module_(x)
+        assert target.shape == (4, 3) and source.shape == (4, 6) and features.shape == (4, 8)
 
 
 def test_history_records_both_loss_terms(tiny_backbone, image_data):
@@ -70,8 +70,8 @@ def test_loss_matches_hand_computation(tiny_backbone, image_data):
     codes = np.searchsorted(clf.classes_, y[:8])
     with torch.no_grad():
         clf.module_.eval()
-        target, source = clf.module_(torch.as_tensor(X[:8]))
-        loss = clf.get_loss((target, source), codes)
+        target, source, features = clf.module_(torch.as_tensor(X[:8]))
+        loss = clf.get_loss((target, source, features), codes)
     R = torch.as_tensor(clf.relationship_.soft_targets(y[:8]), dtype=torch.float32)
     ce = torch.nn.functional.cross_entropy(target, torch.as_tensor(codes))
     soft = -(R * torch.log_softmax(source, 1)).sum(1).mean()
@@ -227,7 +227,7 @@ def test_pickle_and_joblib_round_trips(tiny_backbone, image_data, tmp_path):
     expected = clf.predict_proba(X)
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict_proba(X), expected)
-    assert restored.device == "auto" and restored.device_ == "cpu"
+    assert restored.get_params()["device"] == "auto" and restored.device_ == "cpu"
     joblib.dump(clf, tmp_path / "clf.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "clf.joblib").predict_proba(X), expected)
     np.testing.assert_array_equal(restored.relationship_.relationship_, clf.relationship_.relationship_)
@@ -237,7 +237,7 @@ def test_classes_parameter_with_an_absent_class(tiny_backbone, image_data):
     X, y = image_data
     clf = make_clf(tiny_backbone, classes=["cat", "dog", "eel", "fox"]).fit(X, y)
     assert clf.predict_proba(X).shape == (60, 4)
-    table = clf.module_.soft_targets.numpy()
+    table = clf.regularizer_.soft_targets.numpy()
     assert np.all(np.isfinite(table))
     np.testing.assert_allclose(table[3], clf.relationship_.source_marginal_, rtol=1e-6)
 
@@ -267,14 +267,15 @@ def test_unfitted_predict_raises_not_fitted(tiny_backbone, image_data):
         ({}, lambda X: np.where(np.arange(60)[:, None, None, None] == 3, np.nan, X), lambda y: y,
          ValueError, "NaN"),
         ({}, lambda X: X[:, 0, 0, 0], lambda y: y, ValueError, "Expected 2D array"),
-        ({"trade_off": -1}, lambda X: X, lambda y: y, ValueError, "trade_off must be"),
-        ({"lr": 0}, lambda X: X, lambda y: y, ValueError, "lr must be"),
-        ({"amp": "fp8"}, lambda X: X, lambda y: y, ValueError, "amp must be"),
-        ({"lr_schedule": "linear"}, lambda X: X, lambda y: y, ValueError, "lr_schedule must be"),
+        ({"trade_off": -1}, lambda X: X, lambda y: y, ValueError, "'trade_off' parameter.*must be"),
+        ({"lr": 0}, lambda X: X, lambda y: y, ValueError, "'lr' parameter.*must be"),
+        ({"amp": "fp8"}, lambda X: X, lambda y: y, ValueError, "'amp' parameter.*must be"),
+        ({"amp": "fp16"}, lambda X: X, lambda y: y, ValueError, "gradient scaler.*AccelerateMixin"),
+        ({"lr_schedule": "linear"}, lambda X: X, lambda y: y, ValueError, "'lr_schedule' parameter.*must be"),
         ({"relationship": CategoryRelationship(input="proba")}, lambda X: X, lambda y: y,
          ValueError, "input='logits'"),
-        ({"relationship": "direct"}, lambda X: X, lambda y: y, TypeError, "CategoryRelationship"),
-        ({"random_state": "seed"}, lambda X: X, lambda y: y, ValueError, "random_state must be"),
+        ({"relationship": "direct"}, lambda X: X, lambda y: y, TypeError, "'relationship' parameter.*'fit' and 'soft_targets'"),
+        ({"random_state": "seed"}, lambda X: X, lambda y: y, ValueError, "'random_state' parameter.*must be"),
     ],
 )
 def test_bad_input(tiny_backbone, image_data, kwargs, X_fn, y_fn, error, match):
@@ -298,7 +299,7 @@ def test_named_torchvision_backbone_end_to_end(image_data):
 def test_bf16_autocast_path_on_cpu(tiny_backbone, image_data):
     X, y = image_data
     clf = make_clf(tiny_backbone, amp="bf16", max_epochs=2).fit(X, y)
-    assert clf.amp_dtype_ is torch.bfloat16 and clf.grad_scaler_ is None
+    assert clf.amp_dtype_ is torch.bfloat16
     proba = clf.predict_proba(X)
     assert proba.dtype == np.float32 and np.all(np.isfinite(proba))
     np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)

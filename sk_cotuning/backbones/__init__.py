@@ -1,95 +1,54 @@
-"""Backbones: a name or an ``nn.Module`` -> features, source head, names, preprocessing.
+"""Backbones: a name, a model or a factory -> features, source head, names, preprocessing.
 
-The single entry point is :func:`build_backbone`.  Named backbones are the
-built-in offline ``"glyphnet"`` and every torchvision classification model;
-a user's own ``nn.Module`` is deep-copied, so the object passed in is never
-modified and every fit starts from the same weights.
+The single entry point is :func:`build_backbone`.  ``backbone=`` may be
+
+- a built-in name (``"glyphnet"``, offline) or a torchvision classification
+  model name (``"resnet50"``);
+- a user's own ``nn.Module``, deep-copied so the object passed in is never
+  modified and every fit starts from the same weights;
+- a factory: any picklable callable taking no arguments that returns an
+  ``nn.Module`` (split like a user's module) or a ready :class:`Backbone`.
+
+There is deliberately no mutable process-global registry: grid-search
+workers are separate processes and rebuild everything from the estimator's
+parameters, so a factory travels with the estimator instead.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-from typing import Any, Callable, Mapping
+import importlib
+from types import MappingProxyType
+from typing import Any
 
 from torch import nn
 
-from sk_cotuning.backbones._base import (
-    Backbone,
-    Preprocessing,
-    check_state_dict,
-    load_into,
-    load_state_dict_file,
-    split_model,
-)
 from sk_cotuning.backbones import _torchvision
+from sk_cotuning.backbones._base import Backbone, Preprocessing, load_into, split_model
+from sk_cotuning.backbones._weights import resolve_weights
 
-__all__ = [
-    "Backbone",
-    "Preprocessing",
-    "available_backbones",
-    "build_backbone",
-    "preprocessing_for",
-    "register_backbone",
-]
+__all__ = ["Backbone", "Preprocessing", "available_backbones", "build_backbone"]
 
-# name -> (builder(weights, source_head, verbose) -> Backbone, its Preprocessing)
-_REGISTRY: dict[str, tuple[Callable[[Any, str | None, bool], Backbone], Preprocessing | None]] = {}
-
-
-def register_backbone(
-    name: str,
-    builder: Callable[[Any, str | None, bool], Backbone],
-    preprocessing: Preprocessing | None = None,
-) -> None:
-    """Make ``builder`` available as ``backbone=name``.
-
-    Parameters
-    ----------
-    name : str
-        The backbone name; shadows a torchvision model of the same name.
-    builder : callable
-        ``builder(weights, source_head, verbose) -> Backbone``.
-    preprocessing : Preprocessing or None
-        What ``builder`` will report, known without building the model (input
-        validation happens before the network is built).
-    """
-    _REGISTRY[name] = (builder, preprocessing)
-
-
-def preprocessing_for(backbone: str | nn.Module) -> Preprocessing | None:
-    """The input preprocessing of ``backbone``, without building it.
-
-    ``None`` for an ``nn.Module`` instance (its inputs are used as given).
-    """
-    if isinstance(backbone, nn.Module):
-        return None
-    _load_builtins()
-    if isinstance(backbone, str) and backbone in _REGISTRY:
-        return _REGISTRY[backbone][1]
-    if isinstance(backbone, str) and backbone in _torchvision.classification_models():
-        return _torchvision.preprocessing(backbone)
-    build_backbone(backbone)  # raises the informative unknown-backbone error
-    return None  # pragma: no cover
+#: Built-in backbones: name -> module with ``build(weights, source_head, verbose)``.
+BUILTINS = MappingProxyType({"glyphnet": "sk_cotuning.backbones.glyphnet"})
 
 
 def available_backbones() -> list[str]:
-    """Names accepted as ``backbone=``: the registered ones, then torchvision's."""
-    _load_builtins()
-    return sorted(_REGISTRY) + _torchvision.classification_models()
+    """Names accepted as ``backbone=``: the built-in ones, then torchvision's."""
+    return sorted(BUILTINS) + _torchvision.classification_models()
 
 
-def _load_builtins() -> None:
-    if "glyphnet" not in _REGISTRY:
-        try:
-            from sk_cotuning.backbones import glyphnet
-        except ImportError:  # pragma: no cover - the module ships with the package
-            return
-        register_backbone("glyphnet", glyphnet.build, glyphnet.PREPROCESSING)
+def _from_module(model: nn.Module, weights: Any, source_head: str | None, name: str) -> Backbone:
+    resolved = resolve_weights(weights, name, own_parameters=True)
+    if resolved.state is not None:
+        load_into(model, resolved.state, name, resolved.origin)
+    features, head = split_model(model, source_head)
+    convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return Backbone(features, head, None, None, convolutional, name)
 
 
 def build_backbone(
-    backbone: str | nn.Module,
+    backbone: Any,
     weights: Any = "DEFAULT",
     source_head: str | None = None,
     verbose: bool = False,
@@ -98,14 +57,15 @@ def build_backbone(
 
     Parameters
     ----------
-    backbone : str or nn.Module
-        A registered name (``"glyphnet"``), a torchvision classification model
-        name (``"resnet50"``), or a model instance.  An instance is
-        deep-copied; its own parameters are the pre-trained state.
+    backbone : str, nn.Module or callable
+        A built-in name (``"glyphnet"``), a torchvision classification model
+        name (``"resnet50"``), a model instance (deep-copied; its own
+        parameters are the pre-trained state), or a factory returning an
+        ``nn.Module`` or a :class:`Backbone`.
     weights : str, WeightsEnum, path-like, mapping or None, default="DEFAULT"
-        For names, see the torchvision and glyphnet builders.  For an
-        instance, ``"DEFAULT"`` and ``None`` keep its parameters; a path or a
-        state dict is loaded into the copy.
+        See :func:`sk_cotuning.backbones._weights.resolve_weights`.  For a
+        model instance or a factory's model, ``"DEFAULT"`` and ``None`` keep
+        its parameters.
     source_head : str or None, default=None
         Dotted path of the final ``nn.Linear`` classifier (``"fc"``,
         ``"classifier.6"``); found by rule when ``None``.
@@ -118,28 +78,29 @@ def build_backbone(
         Fresh modules, never shared with another call.
     """
     if isinstance(backbone, nn.Module):
-        model = copy.deepcopy(backbone)
-        if isinstance(weights, (str, os.PathLike)) and weights != "DEFAULT":
-            load_into(model, load_state_dict_file(weights), type(model).__name__,
-                      f"file {str(weights)!r}")
-        elif isinstance(weights, Mapping):
-            load_into(model, check_state_dict(weights, "the weights mapping"),
-                      type(model).__name__, "the state dict")
-        elif weights not in (None, "DEFAULT"):
-            raise TypeError(
-                f"For an nn.Module backbone, weights must be 'DEFAULT' or None (keep its "
-                f"parameters), a path to a state-dict file, or a state dict; got "
-                f"{type(weights).__name__}."
-            )
-        features, head = split_model(model, source_head)
-        convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        return Backbone(features, head, None, None, convolutional, type(model).__name__)
-    if not isinstance(backbone, str):
+        return _from_module(copy.deepcopy(backbone), weights, source_head, type(backbone).__name__)
+    if isinstance(backbone, str):
+        if backbone in BUILTINS:
+            return importlib.import_module(BUILTINS[backbone]).build(weights, source_head, verbose)
+        return _torchvision.build(backbone, weights, source_head, verbose)
+    if callable(backbone):
+        made = backbone()
+        name = getattr(backbone, "__name__", type(backbone).__name__)
+        if isinstance(made, Backbone):
+            if not (isinstance(weights, str) and weights == "DEFAULT"):
+                raise ValueError(
+                    f"The backbone factory {name} returned a ready Backbone, so weights= "
+                    f"cannot apply; load the weights inside the factory and leave "
+                    f"weights='DEFAULT'."
+                )
+            return made
+        if isinstance(made, nn.Module):
+            return _from_module(made, weights, source_head, name)
         raise TypeError(
-            f"backbone must be a model name (e.g. 'resnet50', 'glyphnet') or an nn.Module "
-            f"instance, got {type(backbone).__name__}."
+            f"The backbone factory {name} returned {type(made).__name__}; it must return "
+            f"an nn.Module or a sk_cotuning.backbones.Backbone."
         )
-    _load_builtins()
-    if backbone in _REGISTRY:
-        return _REGISTRY[backbone][0](weights, source_head, verbose)
-    return _torchvision.build(backbone, weights, source_head, verbose)
+    raise TypeError(
+        f"backbone must be a model name (e.g. 'resnet50', 'glyphnet'), an nn.Module "
+        f"instance or a factory returning one, got {type(backbone).__name__}."
+    )

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from torch import nn
 
 #: Attribute names searched, in order, for a model's final classifier.
@@ -170,42 +167,6 @@ def split_model(
             if hasattr(model, aux):
                 setattr(model, aux, None)
     return model, head
-
-
-def load_state_dict_file(path: str | os.PathLike) -> Mapping[str, Any]:
-    """Load a state dict from a local file with ``weights_only=True``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Weights file {str(path)!r} does not exist. Pass weights= a path to an "
-            f"existing state-dict file (saved with torch.save(model.state_dict(), path)), "
-            f"a state dict, a torchvision weights name, or None."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt file, pickle of a whole model, ...
-        raise ValueError(
-            f"Could not load weights file {str(path)!r} as a state dict "
-            f"({type(exc).__name__}: {exc}). Save weights with "
-            f"torch.save(model.state_dict(), path)."
-        ) from exc
-    return check_state_dict(state, str(path))
-
-
-def check_state_dict(state: Any, origin: str) -> Mapping[str, Any]:
-    """Check that ``state`` looks like a state dict (str -> tensor)."""
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(
-        state["state_dict"], Mapping
-    ):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise ValueError(
-            f"{origin} is not a state dict (a mapping of parameter names to tensors); "
-            f"save weights with torch.save(model.state_dict(), path)."
-        )
-    return state
 
 
 def load_into(model: nn.Module, state: Mapping[str, Any], name: str, origin: str) -> None:

@@ -8,70 +8,20 @@ there when already cached), a local state-dict file, a state dict, or
 
 from __future__ import annotations
 
-import os
-import urllib.error
 import warnings
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import torch
 import torchvision
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from sk_cotuning.backbones._base import (
-    Backbone,
-    Preprocessing,
-    check_state_dict,
-    load_into,
-    load_state_dict_file,
-    split_model,
-)
+from sk_cotuning.backbones._base import Backbone, Preprocessing, load_into, split_model
+from sk_cotuning.backbones._weights import resolve_weights
 
 
 def classification_models() -> list[str]:
     """Names of torchvision's image-classification models."""
     return torchvision.models.list_models(module=torchvision.models)
-
-
-def expected_checkpoint(weights: WeightsEnum) -> Path:
-    """Where torch.hub caches (and looks for) the file of ``weights``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-
-
-def _weights_enum(name: str, weights: Any) -> WeightsEnum | None:
-    """Resolve ``weights`` to a torchvision enum member, or None if it is not one."""
-    enum = torchvision.models.get_model_weights(name)
-    if isinstance(weights, WeightsEnum):
-        if not isinstance(weights, enum):
-            raise ValueError(
-                f"weights={weights} belong to another architecture than {name!r}; "
-                f"use one of {[w.name for w in enum]} or 'DEFAULT'."
-            )
-        return weights
-    if isinstance(weights, str):
-        key = weights.split(".")[-1] if weights.startswith(enum.__name__ + ".") else weights
-        if key == "DEFAULT":
-            return enum.DEFAULT
-        if key in enum.__members__:
-            return enum[key]
-    return None
-
-
-def _download(weights: WeightsEnum, progress: bool) -> Mapping[str, Any]:
-    target = expected_checkpoint(weights)
-    try:
-        return torch.hub.load_state_dict_from_url(
-            weights.url, progress=progress, check_hash=True, weights_only=True
-        )
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise OSError(
-            f"Could not download the {weights} weights ({type(exc).__name__}: {exc}). "
-            f"Offline, torchvision looks for the file {str(target)!r} (set TORCH_HOME to "
-            f"change the folder); copy {os.path.basename(weights.url)} there from a machine "
-            f"with internet access, or pass weights='/path/to/state_dict.pth' to load a "
-            f"local file instead."
-        ) from exc
 
 
 def build(name: str, weights: Any, source_head: str | None, verbose: bool = False) -> Backbone:
@@ -99,40 +49,15 @@ def build(name: str, weights: Any, source_head: str | None, verbose: bool = Fals
             f"instance with source_head='<path of its final nn.Linear>'."
         )
     builder = torchvision.models.get_model_builder(name)
-    default = torchvision.models.get_model_weights(name).DEFAULT
-    enum_member = _weights_enum(name, weights)
-    if enum_member is not None:
-        state: Mapping[str, Any] | None = _download(enum_member, verbose)
-        meta_weights = enum_member
-        origin = str(enum_member)
-        # the builder adapts the architecture to the weights (e.g. ViT image size)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = builder(weights=None, **_arch_kwargs(enum_member))
-    else:
-        meta_weights = default
-        if weights is None:
-            warnings.warn(
-                f"weights=None: {name} starts from random weights, so its source head "
-                f"carries no knowledge and the Co-Tuning term only regularises noise. "
-                f"Co-Tuning needs a pre-trained source model; pass weights='DEFAULT' "
-                f"or a local file.",
-                UserWarning,
-                stacklevel=3,
-            )
-            state, origin = None, "None"
-        elif isinstance(weights, (str, os.PathLike)):
-            state, origin = load_state_dict_file(weights), f"file {str(weights)!r}"
-        elif isinstance(weights, Mapping):
-            state, origin = check_state_dict(weights, "the weights mapping"), "the state dict"
-        else:
-            raise TypeError(
-                f"weights must be 'DEFAULT', a torchvision weights name or enum, a path "
-                f"to a state-dict file, a state dict, or None; got {type(weights).__name__}."
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = builder(weights=None, **_arch_kwargs(default if state is not None else None))
+    enum_type = torchvision.models.get_model_weights(name)
+    resolved = resolve_weights(weights, name, enum_type=enum_type, progress=verbose)
+    state, origin = resolved.state, resolved.origin
+    meta_weights = resolved.enum or enum_type.DEFAULT
+    # the builder adapts the architecture to the weights (e.g. ViT image size)
+    arch = resolved.enum or (enum_type.DEFAULT if state is not None else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = builder(weights=None, **_arch_kwargs(arch))
     if state is not None:
         load_into(model, state, name, origin)
     categories = list(meta_weights.meta.get("categories") or []) or None

@@ -19,22 +19,15 @@ import argparse
 import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from sk_cotuning.backbones._base import (
-    Backbone,
-    Preprocessing,
-    check_state_dict,
-    load_into,
-    load_state_dict_file,
-    split_model,
-)
+from sk_cotuning.backbones._base import Backbone, Preprocessing, load_into, split_model
+from sk_cotuning.backbones._weights import resolve_weights
 
 __all__ = ["GlyphNet", "PREPROCESSING", "WEIGHTS_FILE", "RECORD_FILE", "build", "pretrain"]
 
@@ -104,26 +97,9 @@ def build(weights: Any = "DEFAULT", source_head: str | None = None, verbose: boo
     from sk_cotuning.datasets.glyphs import LETTERS
 
     model = GlyphNet(len(LETTERS))
-    if weights == "DEFAULT":
-        load_into(model, load_state_dict_file(WEIGHTS_FILE), "glyphnet", "the bundled weights")
-    elif weights is None:
-        warnings.warn(
-            "weights=None: glyphnet starts from random weights, so its source head "
-            "carries no knowledge. Co-Tuning needs a pre-trained source model; use "
-            "weights='DEFAULT' (bundled).",
-            UserWarning,
-            stacklevel=3,
-        )
-    elif isinstance(weights, Mapping):
-        load_into(model, check_state_dict(weights, "the weights mapping"), "glyphnet",
-                  "the state dict")
-    elif isinstance(weights, (str, Path)):
-        load_into(model, load_state_dict_file(weights), "glyphnet", f"file {str(weights)!r}")
-    else:
-        raise TypeError(
-            f"glyphnet weights must be 'DEFAULT', a path, a state dict or None; got "
-            f"{type(weights).__name__}."
-        )
+    resolved = resolve_weights(weights, "glyphnet", default_file=WEIGHTS_FILE)
+    if resolved.state is not None:
+        load_into(model, resolved.state, "glyphnet", resolved.origin)
     features, head = split_model(model, source_head or "fc", len(LETTERS))
     return Backbone(features, head, list(LETTERS), PREPROCESSING, True, "glyphnet")
 

@@ -1,0 +1,111 @@
+"""How the fine-tuning estimators turn inputs into batches, through skorch's hooks.
+
+``get_dataset`` makes the raw-sample dataset (arrays, image files, a
+``SliceDataset``; labels encoded through ``classes_``), ``get_iterator``
+applies the train or eval transform, and ``predict_proba`` averages
+test-time views.  Mixed into :class:`~sk_cotuning.FineTuningClassifier`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch.utils.data import Dataset
+
+from sk_cotuning._labels import encode_labels
+from sk_cotuning.data import (
+    ArrayDataset,
+    TestTimeViews,
+    TransformedDataset,
+    dataset_kind,
+    default_transforms,
+    make_dataset,
+)
+
+__all__ = ["InputsMixin"]
+
+
+class InputsMixin:
+    """Inputs -> datasets -> transformed batches; test-time views."""
+
+    def check_data(self, X: Any, y: Any = None) -> None:
+        """Nothing to infer here: labels were encoded in ``fit``, data is checked
+        in :meth:`get_dataset`; a fresh fit forgets the previous ``n_features_in_``."""
+        if len(self.history) == 0 and hasattr(self, "n_features_in_"):
+            del self.n_features_in_
+
+    def get_dataset(self, X: Any, y: Any = None) -> Dataset:
+        """The raw-sample Dataset for ``X`` (arrays, image files, a SliceDataset).
+
+        Labels ``y`` are encoded as indices into ``classes_``.  Datasets this
+        estimator made (and Subsets of them) pass through unchanged.  The
+        training data of a fresh fit sets ``n_features_in_`` for 2-D inputs
+        of a custom network; later inputs must match it.
+        """
+        if dataset_kind(X) is not None:
+            return X
+        dataset = make_dataset(X, None, self.preprocessing_)
+        if isinstance(dataset, ArrayDataset) and dataset.X.ndim == 2 and self.preprocessing_ is None:
+            width = int(dataset.X.shape[1])
+            if y is not None and len(self.history) == 0:
+                self.n_features_in_ = width
+            elif width != getattr(self, "n_features_in_", width):
+                raise ValueError(
+                    f"X has {width} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        if y is not None:
+            dataset.y = torch.as_tensor(encode_labels(y, self.classes_, len(dataset)))
+        return dataset
+
+    def _transform(self, dataset: Dataset, training: bool) -> Any:
+        """The train or eval transform for this dataset's kind of samples."""
+        kind = dataset_kind(dataset)
+        if kind is None:
+            return None
+        train_default, eval_default = default_transforms(kind, self.preprocessing_)
+        eval_t = eval_default if self.eval_transform is None else self.eval_transform
+        if not training or (isinstance(self.train_transform, str) and self.train_transform == "eval"):
+            return eval_t
+        return train_default if self.train_transform is None else self.train_transform
+
+    def get_iterator(self, dataset: Dataset, training: bool = False) -> Any:
+        """skorch's DataLoader, over the dataset with the train or eval transform."""
+        transform = self._transform(dataset, training)
+        if transform is not None:
+            dataset = TransformedDataset(dataset, transform)
+        return super().get_iterator(dataset, training=training)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities from the target head.
+
+        Parameters
+        ----------
+        X : array-like
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        if self.test_time_augmentation is None:
+            return super().predict_proba(X)
+        dataset = self.get_dataset(X)
+        views = TestTimeViews.for_dataset(
+            self.test_time_augmentation, dataset, self._transform(dataset, training=False),
+            self.preprocessing_, default_eval=self.eval_transform is None,
+        )
+        loader = super().get_iterator(TransformedDataset(dataset, views), training=False)
+        nonlin = self._get_predict_nonlinearity()
+        probas = []
+        for Xi, _ in loader:  # (n, views, C, H, W): the mean probability over views
+            n, v = Xi.shape[:2]
+            target = self.evaluation_step((Xi.flatten(0, 1), None), training=False)[0]
+            probas.append(nonlin(target).reshape(n, v, -1).mean(1).cpu())
+        return torch.cat(probas).numpy()
+

@@ -1,0 +1,57 @@
+"""The one label encoder: labels <-> indices into ``classes_``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
+
+__all__ = ["check_fit_targets", "encode_labels"]
+
+
+def check_fit_targets(y: Any, name: str) -> np.ndarray:
+    """Validate the labels of a fit; return the classes present (sorted).
+
+    Raises
+    ------
+    ValueError
+        ``y`` is None, empty, not a classification target, or has one class.
+    """
+    if y is None:
+        raise ValueError(f"{name} requires y to be passed, but the target y is None.")
+    y = column_or_1d(y, warn=True)
+    check_classification_targets(y)
+    present = np.unique(y)
+    if len(present) == 0:
+        raise ValueError(
+            "Found array with 0 sample(s) (y is empty) while a minimum of 1 is required."
+        )
+    if len(present) < 2:
+        raise ValueError(f"{name} needs at least 2 classes in y, got 1 class ({present[0]!r}).")
+    return present
+
+
+def encode_labels(y: Any, classes: np.ndarray, n_samples: int) -> np.ndarray:
+    """Indices into ``classes`` of labels ``y`` (all must be known).
+
+    Raises
+    ------
+    ValueError
+        ``y`` has another length than ``n_samples``, or labels not in ``classes``.
+    """
+    y = column_or_1d(y, warn=True)
+    if len(y) != n_samples:
+        raise ValueError(
+            f"Found input variables with inconsistent numbers of samples: "
+            f"[{n_samples}, {len(y)}]."
+        )
+    index = {label: i for i, label in enumerate(np.asarray(classes).tolist())}
+    unknown = sorted({label for label in y.tolist() if label not in index}, key=str)
+    if unknown:
+        raise ValueError(
+            f"y contains labels {unknown[:10]!r} that are not among the classes "
+            f"{np.asarray(classes).tolist()!r} (set by `classes` or the first fit)."
+        )
+    return np.array([index[label] for label in y.tolist()], dtype=np.int64)

@@ -1,0 +1,96 @@
+"""skorch callbacks that the fine-tuning estimators add."""
+
+from __future__ import annotations
+
+import numbers
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score
+from skorch.callbacks import (
+    Callback,
+    EpochScoring,
+    EpochTimer,
+    LRScheduler,
+    PassthroughScoring,
+    PrintLog,
+)
+
+from sk_cotuning.data import dataset_labels
+
+__all__ = ["PrepareRegularizer", "default_callbacks", "valid_accuracy"]
+
+
+class PrepareRegularizer(Callback):
+    """Prepare the regulariser once, on the training split, from the pre-trained network.
+
+    Runs at the start of the first epoch of a fit (``on_epoch_begin`` is the
+    first hook that sees the training split, after ``train_split``), before
+    any training step, so the network is still the pre-trained one.  It does
+    nothing when the regulariser's ``prepared`` buffer is already set: after a
+    warm start, or when ``LoadInitState`` restored a checkpoint (the buffers
+    are part of the network's parameters file), so a resumed fit keeps the
+    relationship learned from the pre-trained head.
+
+    The estimators list it before ``EpochTimer``, so an epoch's ``dur`` is
+    training only; the preparation's own time is recorded as
+    ``prepare_dur`` in the first epoch's row of ``history``.
+    """
+
+    def on_epoch_begin(self, net: Any, dataset_train: Any = None, **kwargs: Any) -> None:
+        regularizer = net.regularizer_
+        if regularizer is None or bool(regularizer.prepared):
+            return
+        if dataset_train is None:
+            raise ValueError(
+                f"{type(regularizer).__name__} must be prepared on the training data, "
+                f"but the fit loop passed no training dataset."
+            )
+        start = time.perf_counter()
+        regularizer.prepare(net, dataset_train)
+        regularizer.mark_prepared()
+        net.history.record("prepare_dur", time.perf_counter() - start)
+
+
+def valid_accuracy(net: Any, X: Any, y: Any) -> float:
+    """Accuracy on the validation split, on label indices (works for any labels).
+
+    ``y`` is ``None`` when skorch's scoring runs without caching; the labels
+    then come from the dataset itself.
+    """
+    codes = dataset_labels(X) if y is None else np.asarray(y)
+    return float(accuracy_score(codes, net.predict_proba(X).argmax(axis=1)))
+
+
+def default_callbacks(max_epochs: Any, lr_schedule: Any, term_names: tuple[str, ...]) -> list:
+    """The fine-tuning estimators' default callbacks.
+
+    Preparation first (so an epoch's ``dur`` is training only), the epoch
+    timer, the loss columns (``train_loss``, ``target_loss``, one
+    ``<term>_loss`` per regulariser term), validation loss and accuracy, the
+    learning-rate schedule, and the printed table.
+    """
+    callbacks = [
+        ("prepare_regularizer", PrepareRegularizer()),  # before the timer: dur = training
+        ("epoch_timer", EpochTimer()),
+        ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+        ("target_loss", PassthroughScoring(name="target_loss", on_train=True)),
+    ]
+    for term in term_names:
+        callbacks.append((f"{term}_loss", PassthroughScoring(name=f"{term}_loss", on_train=True)))
+    callbacks += [
+        ("valid_loss", PassthroughScoring(name="valid_loss")),
+        ("valid_acc", EpochScoring(valid_accuracy, name="valid_acc", lower_is_better=False)),
+    ]
+    epochs = max_epochs if isinstance(max_epochs, numbers.Integral) else 1
+    epochs = max(int(epochs), 1)
+    schedule = lr_schedule if isinstance(lr_schedule, str) else None
+    if schedule == "cosine":
+        callbacks.append(("lr_scheduler", LRScheduler("CosineAnnealingLR", T_max=epochs)))
+    elif schedule == "step":
+        callbacks.append(("lr_scheduler", LRScheduler(
+            "MultiStepLR", milestones=[max(round(2 * epochs / 3), 1)], gamma=0.1)))
+    callbacks.append(("print_log", PrintLog()))
+    return callbacks
+

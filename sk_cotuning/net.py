@@ -1,0 +1,563 @@
+"""FineTuningClassifier: fine-tuning a pre-trained backbone, with a regulariser slot.
+
+Built with skorch's documented hooks: ``initialize_module`` builds the
+network (backbone + new target head, the regulariser inside it),
+``get_dataset``/``get_iterator`` turn inputs into datasets and apply the
+train/eval transforms, ``infer`` adds the device layout and autocast,
+``get_loss`` adds the regulariser's named terms, and a callback
+(:class:`~sk_cotuning.callbacks.PrepareRegularizer`) prepares the
+regulariser once on the training split.  ``fit`` validates, encodes the
+labels and seeds, then runs skorch's own ``fit``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sk_cotuning._device import AutoDeviceMixin, check_device
+from sk_cotuning._inputs import InputsMixin
+from sk_cotuning._labels import check_fit_targets
+from sk_cotuning.backbones import build_backbone
+from sk_cotuning.callbacks import default_callbacks
+from sk_cotuning.data import (
+    check_paths,
+    is_path_list,
+)
+from sk_cotuning.module import (
+    FineTuningNetwork,
+    NetworkOutput,
+    plain_name,
+    target_probabilities,
+    unwrap,
+)
+from sk_cotuning.regularization import REGULARIZERS, Regularizer, make_regularizer
+
+__all__ = ["FineTuningClassifier"]
+
+_SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+
+
+class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
+    """Fine-tune a pre-trained backbone with a new target head, as a scikit-learn classifier.
+
+    Plain fine-tuning is ``FineTuningClassifier(backbone)``; a regulariser
+    (``regularizer="co_tuning"`` or a :class:`~sk_cotuning.regularization.Regularizer`
+    instance) adds its named loss terms.  ``fit(X, y)`` validates the data,
+    encodes the labels through ``classes_``, builds the network fresh from
+    ``backbone`` and ``weights``, prepares the regulariser once on the
+    training split from the pre-trained network, then trains with skorch's
+    loop.  Each ``fit`` -- so each cross-validation fold -- starts from the
+    same pre-trained state and prepares from its own training data only.
+
+    Parameters
+    ----------
+    backbone : str, nn.Module or callable, default="resnet50"
+        A torchvision classification model name, the built-in offline
+        ``"glyphnet"``, a model instance (deep-copied when the network is
+        built), or a picklable factory returning an ``nn.Module`` or a
+        :class:`~sk_cotuning.backbones.Backbone` (works in parallel
+        grid-search workers).
+    weights : str, WeightsEnum, path-like, dict or None, default="DEFAULT"
+        ``"DEFAULT"`` or a torchvision weights name/enum (downloaded only when
+        online, or read from ``$TORCH_HOME/hub/checkpoints``), a local
+        state-dict file (loaded with ``weights_only=True``), a state dict, or
+        ``None`` (random init, with a warning).  For a model instance or a
+        factory, ``"DEFAULT"``/``None`` keep its own parameters.
+    source_head : str or None, default=None
+        Dotted path of the backbone's final ``nn.Linear`` classifier; found by
+        rule for torchvision families.
+    regularizer : str, Regularizer or None, default=None
+        A name from ``sk_cotuning.regularization.REGULARIZERS``, an instance
+        (cloned in ``fit``), or ``None`` for plain fine-tuning.  Set its
+        hyper-parameters with ``regularizer__<param>=...`` (searchable).
+    lr : float, default=0.01
+        Learning rate of the new target head (and of a regulariser's own
+        parameters).
+    backbone_lr_mult : float, default=0.1
+        The backbone and the source head train at ``lr * backbone_lr_mult``.
+    lr_schedule : {"cosine", "step"} or None, default="cosine"
+        Decay over ``max_epochs``: cosine annealing to 0, or a x0.1 step at two
+        thirds of training; ``None`` keeps ``lr`` constant.
+    batch_size : int, default=48
+        Mini-batch size for training, preparation and prediction.
+    max_epochs : int, default=20
+        Training epochs.
+    optimizer : torch optimizer class, default=torch.optim.SGD
+        With SGD the defaults are momentum 0.9, Nesterov, weight decay 5e-4.
+    criterion : torch loss class, default=torch.nn.CrossEntropyLoss
+        The target loss, applied to the target logits.
+    train_split : callable or None, default=None
+        skorch's validation split; ``None`` trains on all data.
+    classes : array-like or None, default=None
+        All class labels, if ``y`` may lack some; with it, ``initialize()``
+        works before ``fit`` (skorch's restore idiom).
+    callbacks : list or None, default=None
+        Extra skorch callbacks (``EarlyStopping``, ``Checkpoint``, ...).
+    train_transform : callable, "eval" or None, default=None
+        Applied to raw training samples, for training batches only; it must
+        return unnormalised tensors (the network normalises).  ``None``:
+        defaults per input kind (random resized crop + flip for image files);
+        ``"eval"``: no augmentation.
+    eval_transform : callable or None, default=None
+        ``None``: for image files and datasets, the weights' own resize and
+        centre crop; arrays unchanged.
+    test_time_augmentation : {"flip", "ten_crop"} or None, default=None
+        Average ``predict_proba`` over views of the eval-transformed sample.
+    amp : {"auto", "bf16"} or bool, default="auto"
+        bf16 autocast: ``"auto"``/``True`` on a CUDA device that supports it,
+        off elsewhere; ``"bf16"`` forces it (also on the CPU).  fp16 needs a
+        gradient scaler: use :class:`skorch.hf.AccelerateMixin` with
+        ``Accelerator(mixed_precision="fp16")``.
+    channels_last : {"auto", True, False}, default="auto"
+        Channels-last memory format for convolutional backbones (``"auto"``:
+        on CUDA only).
+    device : str, torch.device or None, default="auto"
+        ``"auto"`` uses CUDA when available (resolved when the network is
+        built, loaded or unpickled, never in ``__init__``); ``None`` leaves
+        the network where it is (skorch's meaning).
+    random_state : int, RandomState or None, default=None
+        Seeds the network's initialisation and the data order inside ``fit``
+        (the global torch RNG is restored afterwards).
+    iterator_train, iterator_valid, predict_nonlinearity, warm_start, verbose, compile, \
+use_caching, torch_load_kwargs, **kwargs
+        As in skorch (``optimizer__*``, ``iterator_train__*``, ``callbacks__*``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    regularizer_ : Regularizer or None
+        The fitted regulariser (lives inside ``module_``).
+    source_classes_ : list of str or None
+        Names of the source classes, where the weights carry them.
+    preprocessing_ : Preprocessing or None
+        The backbone's input preprocessing.
+    n_features_in_ : int
+        Number of features, for 2-D (non-image) inputs to a custom network.
+    device_ : str
+        The device the network was built on.
+    module_ : FineTuningNetwork
+        ``forward`` returns ``(target_logits, source_logits, features)``.
+    history_ : skorch.History
+        Per epoch: ``train_loss``, ``target_loss``, one ``<term>_loss`` per
+        regulariser term (and ``valid_loss``/``valid_acc`` with a split).
+    """
+
+    prefixes_ = NeuralNetClassifier.prefixes_ + ["regularizer"]
+
+    _parameter_constraints: dict = {
+        "backbone": [str, nn.Module, callable],
+        "source_head": [str, None],
+        "regularizer": [StrOptions(set(REGULARIZERS)), Regularizer, None],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "backbone_lr_mult": [Interval(numbers.Real, 0, None, closed="left")],
+        "lr_schedule": [StrOptions({"cosine", "step"}), None],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "train_transform": [callable, StrOptions({"eval"}), None],
+        "eval_transform": [callable, None],
+        "test_time_augmentation": [StrOptions({"flip", "ten_crop"}), None],
+        "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean", None],
+        "channels_last": [StrOptions({"auto"}), "boolean"],
+        "random_state": ["random_state"],
+        "callbacks": [list, None],
+        "optimizer": [callable],
+        "criterion": [callable, nn.Module],
+    }
+
+    def __init__(
+        self,
+        backbone: Any = "resnet50",
+        weights: Any = "DEFAULT",
+        *,
+        source_head: str | None = None,
+        regularizer: Any = None,
+        lr: float = 0.01,
+        backbone_lr_mult: float = 0.1,
+        lr_schedule: str | None = "cosine",
+        batch_size: int = 48,
+        max_epochs: int = 20,
+        optimizer: Any = torch.optim.SGD,
+        criterion: Any = torch.nn.CrossEntropyLoss,
+        train_split: Any = None,
+        classes: Any = None,
+        callbacks: Any = None,
+        train_transform: Any = None,
+        eval_transform: Any = None,
+        test_time_augmentation: str | None = None,
+        amp: Any = "auto",
+        channels_last: Any = "auto",
+        device: Any = "auto",
+        random_state: Any = None,
+        iterator_train: Any = DataLoader,
+        iterator_valid: Any = DataLoader,
+        predict_nonlinearity: Any = target_probabilities,
+        warm_start: bool = False,
+        verbose: int = 1,
+        compile: bool = False,  # noqa: A002 - skorch's name
+        use_caching: Any = "auto",
+        torch_load_kwargs: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        # SGD fine-tuning wants shuffled batches; skorch does not shuffle by default
+        kwargs.setdefault("iterator_train__shuffle", True)
+        super().__init__(
+            module=None,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            train_split=train_split,
+            classes=classes,
+            callbacks=callbacks,
+            predict_nonlinearity=predict_nonlinearity,
+            warm_start=warm_start,
+            verbose=verbose,
+            device=device,
+            compile=compile,
+            use_caching=use_caching,
+            torch_load_kwargs=torch_load_kwargs,
+            **kwargs,
+        )
+        # the network is built from `backbone`; skorch's module/dataset are unused
+        del self.module, self.dataset
+        self.backbone = backbone
+        self.weights = weights
+        self.source_head = source_head
+        self.regularizer = regularizer
+        self.backbone_lr_mult = backbone_lr_mult
+        self.lr_schedule = lr_schedule
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
+        self.test_time_augmentation = test_time_augmentation
+        self.amp = amp
+        self.channels_last = channels_last
+        self.random_state = random_state
+
+    # These parameters may hold nn.Modules (a backbone, a regulariser, v2
+    # transforms): parameters, not components skorch should register.
+    _MODULE_PARAMS = ("backbone", "regularizer", "train_transform", "eval_transform")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._MODULE_PARAMS:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    # ---------------------------------------------------------------- sklearn
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return bool(getattr(self, "initialized_", False))
+
+    def _check_params(self) -> None:
+        """Validate the parameters (declaratively, plus the regulariser's own)."""
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        if isinstance(params["batch_size"], numbers.Integral) and params["batch_size"] == -1:
+            params["batch_size"] = 1  # skorch's "whole dataset"
+        validate_parameter_constraints(
+            self._parameter_constraints, params, caller_name=type(self).__name__
+        )
+        check_device(self.__dict__.get("_device_param", "auto"))
+        if isinstance(self.amp, str) and self.amp == "fp16":
+            raise ValueError(
+                "amp='fp16' needs a gradient scaler, which sk-cotuning leaves to accelerate: "
+                "use skorch.hf.AccelerateMixin with Accelerator(mixed_precision='fp16'), or "
+                "amp='bf16' (no scaler needed)."
+            )
+        self._make_regularizer()  # validates the spec and its parameters
+
+    # ----------------------------------------------------------------- labels
+    def _set_classes(self, y: Any, classes: Any = None) -> None:
+        """Validate ``y`` and set ``classes_`` (the given classes, or those of ``y``)."""
+        present = check_fit_targets(y, type(self).__name__)
+        given = self.classes if classes is None else classes
+        self.classes_inferred_ = present if given is None else np.asarray(given)
+
+    # -------------------------------------------------------------- network
+    @property
+    def regularizer_(self) -> Regularizer | None:
+        """The regulariser inside the fitted network (``None`` for plain fine-tuning)."""
+        return unwrap(self.module_).regularizer
+
+    def _make_regularizer(self) -> Regularizer | None:
+        """A fresh regulariser from the parameters (subclasses fix their own)."""
+        return make_regularizer(self.regularizer, self.get_params_for("regularizer"))
+
+    def _loss_term_names(self) -> tuple[str, ...]:
+        spec = self.regularizer
+        if isinstance(spec, str):
+            return REGULARIZERS[spec].terms if spec in REGULARIZERS else ()
+        return tuple(getattr(spec, "terms", ()))
+
+    def _resolve_runtime(self) -> None:
+        """The device and precision of this fit (also under AccelerateMixin)."""
+        device = self.device
+        self.device_ = str(torch.device(device)) if device is not None else "cpu"
+        on_cuda = torch.device(self.device_).type == "cuda"
+        amp = self.amp
+        if amp is True or (isinstance(amp, str) and amp == "auto"):
+            amp = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else None
+        self.amp_dtype_ = torch.bfloat16 if amp == "bf16" else None
+        use_cl = self.channels_last is True or (self.channels_last == "auto" and on_cuda)
+        self.channels_last_ = bool(use_cl)
+
+    def initialize_module(self):
+        """Build the backbone fresh, add the target head and the regulariser."""
+        self._check_params()
+        self._resolve_runtime()
+        try:
+            n_classes = len(self.classes_)
+        except AttributeError:
+            raise ValueError(
+                f"{type(self).__name__} builds its network for the classes of y: call fit, "
+                f"or pass classes= to initialize() before load_params."
+            ) from None
+        backbone = build_backbone(
+            self.backbone, self.weights, self.source_head, verbose=bool(self.verbose)
+        )
+        self.source_classes_ = backbone.source_classes
+        self.preprocessing_ = backbone.preprocessing
+        regularizer = self._make_regularizer()
+        head = backbone.source_head
+        if regularizer is not None:
+            regularizer.bind(n_classes, head.out_features, head.in_features)
+        needs = regularizer.needs if regularizer is not None else frozenset()
+        module = FineTuningNetwork(backbone, n_classes, regularizer, "source" in needs)
+        self.channels_last_ = self.channels_last_ and backbone.convolutional
+        if self.channels_last_:
+            module = module.to(memory_format=torch.channels_last)
+        if self.device is None:  # skorch leaves the network where it is
+            self.device_ = str(next(module.parameters()).device)
+        self.module_ = module
+        return self
+
+    def get_all_learnable_params(self):
+        """skorch's parameters, less the source head when nothing trains it."""
+        uses_source = unwrap(self.module_).use_source_head
+        for name, param in super().get_all_learnable_params():
+            if not param.requires_grad:
+                continue
+            if not uses_source and plain_name(name).startswith("source_head."):
+                continue
+            yield name, param
+
+    def initialize_optimizer(self, triggered_directly=None):
+        """Two groups: backbone + source head at ``lr * backbone_lr_mult``; the target
+        head and a regulariser's parameters at ``lr`` (unless ``optimizer__param_groups``)."""
+        named = list(self.get_all_learnable_params())
+        args, kwargs = self.get_params_for_optimizer("optimizer", named)
+        if self.optimizer is torch.optim.SGD:
+            for key, value in _SGD_DEFAULTS.items():
+                kwargs.setdefault(key, value)
+        if "param_groups" not in self.get_params_for("optimizer"):
+            new = ("target_head.", "regularizer.")
+            head = [p for n, p in named if plain_name(n).startswith(new)]
+            body = [p for n, p in named if not plain_name(n).startswith(new)]
+            args = ([
+                {"params": body, "lr": kwargs["lr"] * self.backbone_lr_mult},
+                {"params": head, "lr": kwargs["lr"]},
+            ],)
+        self.optimizer_ = self.optimizer(*args, **kwargs)
+        return self
+
+    @property
+    def _default_callbacks(self):
+        return default_callbacks(self.max_epochs, self.lr_schedule, self._loss_term_names())
+
+    # ---------------------------------------------------------- training step
+    def infer(self, x: Any, **fit_params: Any) -> NetworkOutput:
+        """Forward pass on the device, channels-last and autocast as configured."""
+        x = to_tensor(x, device=self.device)
+        if self.channels_last_ and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.amp_dtype_ is None:
+            return self.module_(x, **fit_params)
+        with torch.autocast(torch.device(self.device_).type, dtype=self.amp_dtype_):
+            return self.module_(x, **fit_params)
+
+    def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False):
+        """The target criterion plus the regulariser's weighted terms; logs each term."""
+        target_logits = y_pred[0]
+        y = to_tensor(y_true, device=target_logits.device).long()
+        target_loss = self.criterion_(target_logits.float(), y)
+        loss = target_loss
+        values = dict.fromkeys(self._loss_term_names(), 0.0)
+        regularizer = self.regularizer_
+        if regularizer is not None:
+            for term in regularizer(y_pred, y):
+                loss = loss + term.weight * term.value
+                values[term.name] = term.value
+        if training:
+            self.history.record_batch("target_loss", target_loss.item())
+            for name, value in values.items():
+                self.history.record_batch(f"{name}_loss", float(value.detach()) if torch.is_tensor(value) else value)
+        return loss
+
+    def collect_outputs(
+        self, X: Any, field: str = "source", desc: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One network output over ``X`` (evaluation mode, no grad), with label indices.
+
+        Parameters
+        ----------
+        X : array-like or Dataset
+            Inputs as in :meth:`fit`, or a dataset of this estimator.
+        field : {"target", "source", "features"}, default="source"
+        desc : str or None
+            Progress-bar label (shown when ``verbose``).
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples, n_outputs), float32
+        codes : ndarray of shape (n_samples,)
+            Label indices carried by the dataset (0 for unlabelled inputs).
+        """
+        index = NetworkOutput.FIELDS.index(field)
+        iterator = self.get_iterator(self.get_dataset(X), training=False)
+        if self.verbose and desc:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc=desc, unit="batch", leave=False)
+        outputs, codes = [], []
+        for batch in iterator:
+            _, yi = unpack_data(batch)
+            outputs.append(self.evaluation_step(batch, training=False)[index].float().cpu())
+            codes.append(torch.as_tensor(yi).reshape(-1).cpu())
+        return torch.cat(outputs).numpy(), torch.cat(codes).numpy()
+
+    # ------------------------------------------------------------- public API
+    @contextmanager
+    def _seeded(self) -> Iterator[None]:
+        """Run the body under a forked torch RNG seeded from ``random_state``."""
+        rs = self.random_state
+        if rs is None:
+            yield
+            return
+        seed = int(rs) if isinstance(rs, numbers.Integral) else int(rs.randint(0, 2**31 - 1))
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> "FineTuningClassifier":
+        """Build the network, prepare the regulariser on (X, y) and fine-tune.
+
+        Parameters
+        ----------
+        X : array-like, list of paths, or SliceDataset
+            Images ``(n, C, H, W)``, ``(n, H, W, C)`` or ``(n, H, W)`` (uint8
+            0..255 or float 0..1; the glyph model takes 0..16 and flat
+            ``(n, 64)`` digits), image file paths, or a ``SliceDataset``; for
+            a custom network, anything it takes with samples first.
+        y : array-like of shape (n_samples,)
+            Target labels (ints, strings, ...).
+        **fit_params
+            Passed to skorch's ``fit``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if not self.warm_start or not self.initialized_:
+            self._set_classes(y)
+        if is_path_list(X):
+            check_paths(X)  # a missing file is reported before the network is built
+        with self._seeded():
+            return super().fit(X, y, **fit_params)
+
+    def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any):
+        """Train on (X, y) for ``max_epochs`` without re-initialising a fitted net.
+
+        The first call builds the network and prepares the regulariser from
+        that first batch of data; later calls keep both.
+
+        Parameters
+        ----------
+        X, y
+            As in :meth:`fit`.
+        classes : array-like or None
+            All labels, on the first call, if this batch lacks some.
+        **fit_params
+            Passed to skorch.
+
+        Returns
+        -------
+        self
+        """
+        if not self.initialized_:
+            self._check_params()
+            self._set_classes(y, classes)
+        return super().partial_fit(X, y, **fit_params)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels, values of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        codes = self.predict_proba(X).argmax(axis=1)
+        return self.classes_[codes]
+
+    def set_params(self, **kwargs: Any) -> "FineTuningClassifier":
+        """skorch's ``set_params``, plus what skorch 1.4 cannot do on a fitted net.
+
+        On an initialised net: ``lr`` and ``backbone_lr_mult`` rescale both
+        parameter groups (skorch would give every group the same ``lr``);
+        ``regularizer__<param>`` updates the live regulariser;
+        ``iterator_train__*``/``iterator_valid__*`` apply from the next
+        DataLoader on (skorch raises for them).
+        """
+        if not getattr(self, "initialized_", False):
+            if "callbacks" in kwargs:
+                # skorch initialises callbacks inside set_params; an invalid value
+                # must fail in fit, as other parameters do (sklearn's
+                # check_do_not_raise_errors_in_init_or_set_params)
+                object.__setattr__(self, "callbacks", kwargs.pop("callbacks"))
+            return super().set_params(**kwargs) if kwargs else self
+        for key in [k for k in kwargs if k.startswith(("iterator_train__", "iterator_valid__"))]:
+            object.__setattr__(self, key, kwargs.pop(key))
+            self._params_to_validate.add(key)
+        nested = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("regularizer__")}
+        for key, value in nested.items():
+            object.__setattr__(self, key, value)
+            self._params_to_validate.add(key)
+        if nested and self.regularizer_ is not None:
+            self.regularizer_.set_params(**{k[len("regularizer__"):]: v for k, v in nested.items()})
+        lr_keys = {k: kwargs.pop(k) for k in ("lr", "backbone_lr_mult") if k in kwargs}
+        for key, value in lr_keys.items():
+            object.__setattr__(self, key, value)
+        if lr_keys and "param_groups" not in self.get_params_for("optimizer"):
+            body, head = self.optimizer_.param_groups[:2]
+            body["lr"], head["lr"] = self.lr * self.backbone_lr_mult, self.lr
+        return super().set_params(**kwargs) if kwargs else self

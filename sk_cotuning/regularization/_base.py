@@ -1,0 +1,158 @@
+"""What a regulariser is: declared needs, a one-off preparation, named loss terms.
+
+A regulariser adds terms to the fine-tuning loss.  It is an ``nn.Module``
+held by the network (:class:`~sk_cotuning.module.FineTuningNetwork`), so its
+prepared state (buffers) and learnable parameters travel with the network:
+through ``save_params``/``load_params``, ``Checkpoint``/``LoadInitState``,
+pickling, device moves and data-parallel wrappers; its parameters reach the
+optimiser through skorch's ``get_all_learnable_params``.
+
+The estimator calls, in order:
+
+1. ``bind(n_classes, n_source, n_features)`` once, when the network is built,
+   to allocate buffers of the right shapes (so a saved state loads back);
+2. ``prepare(net, dataset)`` once per fresh fit, from the
+   :class:`~sk_cotuning.callbacks.PrepareRegularizer` callback, on the
+   training split and the still pre-trained network; skipped when the
+   ``prepared`` buffer says a restored checkpoint already holds the result;
+3. ``forward(outputs, y)`` in ``get_loss`` for every batch, returning
+   :class:`LossTerm` s; each is logged per epoch as ``<name>_loss``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["LossTerm", "Regularizer"]
+
+
+class LossTerm(NamedTuple):
+    """One named, weighted term of the loss.
+
+    Attributes
+    ----------
+    name : str
+        Logged in ``history`` as ``<name>_loss`` (the unweighted value).
+    value : Tensor
+        A scalar, unweighted.
+    weight : float
+        Its weight in the total loss.
+    """
+
+    name: str
+    value: torch.Tensor
+    weight: float
+
+
+class Regularizer(nn.Module):
+    """Base class of the fine-tuning regularisers.
+
+    Subclasses set :attr:`terms` (the names of the loss terms they return)
+    and :attr:`needs` (the network outputs they read), take their
+    hyper-parameters as keyword arguments of ``__init__`` stored under the
+    same names (as scikit-learn estimators do, so ``get_params``/
+    ``set_params``/``clone`` and ``regularizer__<param>`` grid searches work),
+    and implement :meth:`forward`.
+
+    Attributes
+    ----------
+    terms : tuple of str
+        Names of the loss terms, in the order :meth:`forward` returns them.
+    needs : frozenset of {"source", "features"}
+        Outputs of the network the loss reads; ``"source"`` makes the network
+        evaluate (and the optimiser train) the source head.
+    prepared : Tensor of dtype bool, shape ()
+        Buffer: whether :meth:`prepare` has run (saved with the network).
+    """
+
+    terms: ClassVar[tuple[str, ...]] = ()
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("prepared", torch.zeros((), dtype=torch.bool))
+
+    # -------------------------------------------------------- sklearn params
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return sorted(
+            name for name, p in signature.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        )
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The ``__init__`` parameters (and, with ``deep``, nested estimators')."""
+        params = {}
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            params[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                params.update({f"{name}__{k}": v for k, v in value.get_params().items()})
+        return params
+
+    def set_params(self, **params: Any) -> "Regularizer":
+        """Set ``__init__`` parameters, or nested ones as ``<param>__<name>``."""
+        valid = self._get_param_names()
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for regularizer {type(self).__name__}; "
+                    f"valid parameters are {valid}."
+                )
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            getattr(self, name).set_params(**sub_params)
+        return self
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._get_param_names())
+
+    # --------------------------------------------------------------- protocol
+    def check(self) -> None:
+        """Validate the hyper-parameters; raise ``ValueError``/``TypeError``."""
+
+    def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
+        """Allocate state for a network of these sizes (called once, at build)."""
+
+    def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
+        """Prepare once from the pre-trained network on the training split.
+
+        Parameters
+        ----------
+        net : FineTuningClassifier
+            The estimator; ``net.collect_outputs(dataset, field)`` runs the
+            (still pre-trained) network over ``dataset`` in evaluation mode.
+        dataset : Dataset
+            The training split of this fit (never validation data).
+        """
+
+    def mark_prepared(self) -> None:
+        """Record that :meth:`prepare` has run (saved with the network)."""
+        self.prepared.fill_(True)
+
+    def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
+        """The loss terms of one batch.
+
+        Parameters
+        ----------
+        outputs : NetworkOutput
+            ``(target, source, features)`` of the batch.
+        y : Tensor of shape (N,)
+            Label indices into ``classes_``.
+
+        Returns
+        -------
+        list of LossTerm
+            In the order of :attr:`terms`.
+        """
+        raise NotImplementedError

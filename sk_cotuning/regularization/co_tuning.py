@@ -1,0 +1,142 @@
+"""Co-Tuning (You et al., NeurIPS 2020): the soft-target loss and its preparation.
+
+:class:`CoTuningLoss` is the stateless loss in tllib's idiom;
+:class:`CoTuning` is the regulariser: it learns the category relationship
+``p(source class | target class)`` from the pre-trained source head on the
+training split (its preparation) and adds
+``trade_off * softCE(source_head(f), R[y])`` to the loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+from torch import nn
+
+from sk_cotuning.regularization._base import LossTerm, Regularizer
+from sk_cotuning.relationship import CategoryRelationship, leep_score
+
+__all__ = ["CoTuning", "CoTuningLoss"]
+
+
+class CoTuningLoss(nn.Module):
+    """Soft cross-entropy of the source head against the relationship's rows.
+
+    The second term of the Co-Tuning objective (You et al., "Co-Tuning for
+    Transfer Learning", NeurIPS 2020, Eq. 5)::
+
+        loss = mean_i  -sum_s soft_targets[i, s] * log_softmax(source_logits[i])[s]
+
+    where ``soft_targets[i] = p(source class | y_i)`` is the row of the
+    category relationship for the sample's target label.
+
+    Notes
+    -----
+    - ``source_logits``: ``(N, S)``, the source head's logits, any float
+      dtype (computed in float32, so the loss is correct under autocast).
+    - ``soft_targets``: ``(N, S)``, non-negative rows that sum to one; zeros
+      are allowed and contribute exactly zero, even where the matching
+      log-probability is ``-inf``.
+    - output: a scalar tensor (the batch mean).
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = CoTuningLoss()
+    >>> logits = torch.tensor([[0.0, 0.0]])
+    >>> float(loss(logits, torch.tensor([[1.0, 0.0]])))  # -log(1/2)
+    0.6931471824645996
+    """
+
+    def forward(self, source_logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+        if source_logits.shape != soft_targets.shape:
+            raise ValueError(
+                f"source_logits {tuple(source_logits.shape)} and soft_targets "
+                f"{tuple(soft_targets.shape)} must have the same shape (N, n_source)."
+            )
+        log_p = F.log_softmax(source_logits.float(), dim=1)
+        q = soft_targets.to(log_p.dtype)
+        # where q == 0 the term is 0 by definition, also if log_p is -inf
+        terms = torch.where(q > 0, q * log_p, torch.zeros_like(log_p))
+        return -terms.sum(dim=1).mean()
+
+
+class CoTuning(Regularizer):
+    """The Co-Tuning regulariser: the source head learns the relationship's soft labels.
+
+    ``loss += trade_off * softCE(source_head(f), R[y])`` with
+    ``R = relationship_.relationship_``, learned once per fit from the
+    pre-trained source head's logits on the training split.
+
+    Parameters
+    ----------
+    trade_off : float, default=2.3
+        Weight of the soft-target term (``lambda`` in the paper).
+    relationship : CategoryRelationship or None, default=None
+        Cloned in :meth:`prepare`; ``None`` means ``CategoryRelationship()``
+        (the direct method).  It must use ``input="logits"``.
+
+    Attributes
+    ----------
+    soft_targets : Tensor of shape (n_classes, n_source)
+        Buffer: row ``t`` is ``p(source class | target class t)``; a class with
+        no training sample gets the source marginal (never NaN).
+    relationship_ : CategoryRelationship
+        The fitted relationship (after :meth:`prepare`; not restored by
+        ``load_params``, which restores ``soft_targets``).
+    leep_ : float
+        LEEP score of the source model on the training split.
+    """
+
+    terms = ("cotuning",)
+    needs = frozenset({"source"})
+
+    def __init__(self, trade_off: float = 2.3, relationship: Any = None) -> None:
+        super().__init__()
+        self.trade_off = trade_off
+        self.relationship = relationship
+        self.loss = CoTuningLoss()
+        self.register_buffer("soft_targets", torch.zeros(0, 0))
+
+    def check(self) -> None:
+        rel = self.relationship
+        if rel is None:
+            return
+        if not (hasattr(rel, "fit") and hasattr(rel, "soft_targets")):
+            raise TypeError(
+                f"relationship must be a CategoryRelationship (or None), got "
+                f"{type(rel).__name__}."
+            )
+        if rel.get_params().get("input", "logits") != "logits":
+            raise ValueError(
+                "relationship must use input='logits': Co-Tuning feeds it the source "
+                "head's logits."
+            )
+
+    def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
+        self.soft_targets = torch.full((n_classes, n_source), 1.0 / n_source)
+
+    def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
+        """Fit the relationship on the pre-trained source head's logits."""
+        logits, codes = net.collect_outputs(dataset, "source", desc="relationship pass")
+        logits = logits.astype(np.float64)
+        classes = np.asarray(net.classes_)
+        labels = classes[codes]
+        rel = CategoryRelationship() if self.relationship is None else clone(self.relationship)
+        self.relationship_ = rel.fit(logits, labels)
+        self.leep_ = leep_score(logits, labels, temperature=rel.temperature)
+        table = np.empty((len(classes), logits.shape[1]))
+        seen = np.isin(classes, rel.classes_)
+        table[seen] = rel.soft_targets(classes[seen])
+        table[~seen] = rel.source_marginal_  # a class with no sample: never NaN
+        self.soft_targets.copy_(torch.as_tensor(table, dtype=torch.float32))
+        self.mark_prepared()
+
+    def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
+        source = outputs[1]
+        value = self.loss(source, self.soft_targets[y])
+        return [LossTerm("cotuning", value, float(self.trade_off))]
