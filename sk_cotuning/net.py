@@ -442,11 +442,18 @@ use_caching, torch_load_kwargs, **kwargs
             from tqdm.auto import tqdm
 
             iterator = tqdm(iterator, desc=desc, unit="batch", leave=False)
+        # under AccelerateMixin the loader is sharded across processes: gather, so
+        # every rank prepares from the whole training split (not its shard)
+        accelerator = getattr(self, "accelerator", None)
         outputs, codes = [], []
         for batch in iterator:
             _, yi = unpack_data(batch)
-            outputs.append(self.evaluation_step(batch, training=False)[index].float().cpu())
-            codes.append(torch.as_tensor(yi).reshape(-1).cpu())
+            out = self.evaluation_step(batch, training=False)[index].float()
+            code = torch.as_tensor(yi, device=out.device).reshape(-1)
+            if accelerator is not None:
+                out, code = accelerator.gather_for_metrics((out, code))
+            outputs.append(out.cpu())
+            codes.append(code.cpu())
         return torch.cat(outputs).numpy(), torch.cat(codes).numpy()
 
     # ------------------------------------------------------------- public API
