@@ -47,7 +47,7 @@ class InputsMixin:
         """
         if dataset_kind(X) is not None:
             return X
-        dataset = make_dataset(X, None, self.preprocessing_)
+        dataset = make_dataset(X, None, self.preprocessing_, self.convert_image_arrays)
         if isinstance(dataset, ArrayDataset) and dataset.X.ndim == 2 and self.preprocessing_ is None:
             width = int(dataset.X.shape[1])
             if y is not None and len(self.history) == 0:
@@ -73,11 +73,33 @@ class InputsMixin:
         return train_default if self.train_transform is None else self.train_transform
 
     def get_iterator(self, dataset: Dataset, training: bool = False) -> Any:
-        """skorch's DataLoader, over the dataset with the train or eval transform."""
+        """skorch's DataLoader, over the dataset with the train or eval transform.
+
+        A training epoch whose last batch would hold one sample drops it
+        (``drop_last``) when the network has BatchNorm, which cannot train on
+        a batch of one; the order is reshuffled every epoch, so every sample
+        still trains.
+        """
         transform = self._transform(dataset, training)
         if transform is not None:
             dataset = TransformedDataset(dataset, transform)
-        return super().get_iterator(dataset, training=training)
+        params = self.get_params_for("iterator_train")
+        batch_size = params.get("batch_size", self.batch_size)
+        single_last = (
+            training and "drop_last" not in params and isinstance(batch_size, int)
+            and batch_size > 1 and len(dataset) % batch_size == 1 and self._has_batchnorm()
+        )
+        if not single_last:
+            return super().get_iterator(dataset, training=training)
+        self.__dict__["iterator_train__drop_last"] = True  # read by skorch's get_iterator
+        try:
+            return super().get_iterator(dataset, training=training)
+        finally:
+            del self.__dict__["iterator_train__drop_last"]
+
+    def _has_batchnorm(self) -> bool:
+        return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                   for m in self.module_.modules())
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities from the target head.
@@ -93,6 +115,15 @@ class InputsMixin:
             Rows sum to 1; columns follow ``classes_``.
         """
         check_is_fitted(self)
+        proba = self._predict_proba(X)
+        if not np.isfinite(proba).all():
+            raise ValueError(
+                "The network's predictions are not finite (NaN or infinity): its parameters "
+                "are not finite, e.g. loaded from a diverged run. Refit with a lower lr."
+            )
+        return proba
+
+    def _predict_proba(self, X: Any) -> np.ndarray:
         if self.test_time_augmentation is None:
             return super().predict_proba(X)
         dataset = self.get_dataset(X)

@@ -22,8 +22,15 @@ def check_fit_targets(y: Any, name: str) -> np.ndarray:
     if y is None:
         raise ValueError(f"{name} requires y to be passed, but the target y is None.")
     y = column_or_1d(y, warn=True)
-    check_classification_targets(y)
-    present = np.unique(y)
+    _check_no_missing(y)
+    try:
+        check_classification_targets(y)
+        present = np.unique(y)
+    except TypeError as exc:  # e.g. a mix of strings and numbers
+        raise ValueError(
+            f"y mixes label types that cannot be sorted ({exc}); use labels of one type "
+            f"(all strings or all numbers)."
+        ) from None
     if len(present) == 0:
         raise ValueError(
             "Found array with 0 sample(s) (y is empty) while a minimum of 1 is required."
@@ -31,6 +38,20 @@ def check_fit_targets(y: Any, name: str) -> np.ndarray:
     if len(present) < 2:
         raise ValueError(f"{name} needs at least 2 classes in y, got 1 class ({present[0]!r}).")
     return present
+
+
+def _check_no_missing(y: np.ndarray) -> None:
+    if y.dtype == object:
+        missing = [i for i, v in enumerate(y.tolist()) if v is None or v != v]
+    elif y.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(y)).tolist()
+    else:
+        return
+    if missing:
+        raise ValueError(
+            f"y has {len(missing)} missing label(s) (None or NaN), e.g. at index "
+            f"{missing[:5]}; drop those samples or give them a label."
+        )
 
 
 def encode_labels(y: Any, classes: np.ndarray, n_samples: int) -> np.ndarray:
@@ -42,6 +63,7 @@ def encode_labels(y: Any, classes: np.ndarray, n_samples: int) -> np.ndarray:
         ``y`` has another length than ``n_samples``, or labels not in ``classes``.
     """
     y = column_or_1d(y, warn=True)
+    _check_no_missing(y)
     if len(y) != n_samples:
         raise ValueError(
             f"Found input variables with inconsistent numbers of samples: "

@@ -19,7 +19,11 @@ from skorch.callbacks import (
 
 from sk_cotuning.data import dataset_labels
 
-__all__ = ["PrepareRegularizer", "default_callbacks", "valid_accuracy"]
+__all__ = ["PrepareRegularizer", "PreparationInterrupted", "default_callbacks", "valid_accuracy"]
+
+
+class PreparationInterrupted(RuntimeError):
+    """Ctrl-C arrived while a regulariser was being prepared; nothing was trained."""
 
 
 class PrepareRegularizer(Callback):
@@ -48,7 +52,16 @@ class PrepareRegularizer(Callback):
                 f"but the fit loop passed no training dataset."
             )
         start = time.perf_counter()
-        regularizer.prepare(net, dataset_train)
+        try:
+            regularizer.prepare(net, dataset_train)
+        except KeyboardInterrupt:
+            # skorch swallows KeyboardInterrupt in fit (to keep a partly trained
+            # net); here nothing was trained and the regulariser is unprepared
+            net.initialized_ = False
+            raise PreparationInterrupted(
+                f"Interrupted while preparing {type(regularizer).__name__} (before any "
+                f"training step); the estimator is not fitted. Call fit again."
+            ) from None
         regularizer.mark_prepared()
         net.history.record("prepare_dur", time.perf_counter() - start)
 

@@ -12,6 +12,7 @@ labels and seeds, then runs skorch's own ``fit``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -50,6 +51,30 @@ from sk_cotuning.regularization import REGULARIZERS, Regularizer, make_regulariz
 __all__ = ["FineTuningClassifier"]
 
 _SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
+
+
+_SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and mat2")
+
+
+def _is_shape_error(exc: RuntimeError) -> bool:
+    """A RuntimeError from a layer that got an input of the wrong shape (not OOM etc.)."""
+    text = str(exc)
+    return "out of memory" not in text and any(k in text for k in _SHAPE_ERRORS)
+
+
+def _check_fit_params(fit_params: dict) -> None:
+    fit_params = {k: v for k, v in fit_params.items() if not k.startswith("_")}  # skorch's own
+    if "sample_weight" in fit_params:
+        raise TypeError(
+            "sample_weight is not supported: the loss weighs every sample equally. To weigh "
+            "classes, pass criterion__weight=torch.tensor([...]) (one weight per class, in "
+            "the order of classes_)."
+        )
+    if fit_params:
+        raise TypeError(
+            f"fit() got unexpected keyword arguments {sorted(fit_params)}; the network's "
+            f"forward takes only X."
+        )
 
 
 class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
@@ -126,6 +151,12 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
     channels_last : {"auto", True, False}, default="auto"
         Channels-last memory format for convolutional backbones (``"auto"``:
         on CUDA only).
+    convert_image_arrays : bool, default=True
+        For a user's own network: image arrays (``(n, H, W)``, ``(n, H, W, C)``,
+        ``(n, C, H, W)``; uint8 or float in ``[0, 1]``) reach it as float32
+        ``(n, C, H, W)`` in ``[0, 1]``, as they reach named backbones; 2-D
+        arrays (tabular features) pass through.  ``False`` passes every array
+        through unchanged (as float32).
     device : str, torch.device or None, default="auto"
         ``"auto"`` uses CUDA when available (resolved when the network is
         built, loaded or unpickled, never in ``__init__``); ``None`` leaves
@@ -174,6 +205,7 @@ use_caching, torch_load_kwargs, **kwargs
         "test_time_augmentation": [StrOptions({"flip", "ten_crop"}), None],
         "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean", None],
         "channels_last": [StrOptions({"auto"}), "boolean"],
+        "convert_image_arrays": ["boolean"],
         "random_state": ["random_state"],
         "callbacks": [list, None],
         "optimizer": [callable],
@@ -202,6 +234,7 @@ use_caching, torch_load_kwargs, **kwargs
         test_time_augmentation: str | None = None,
         amp: Any = "auto",
         channels_last: Any = "auto",
+        convert_image_arrays: bool = True,
         device: Any = "auto",
         random_state: Any = None,
         iterator_train: Any = DataLoader,
@@ -250,6 +283,7 @@ use_caching, torch_load_kwargs, **kwargs
         self.test_time_augmentation = test_time_augmentation
         self.amp = amp
         self.channels_last = channels_last
+        self.convert_image_arrays = convert_image_arrays
         self.random_state = random_state
 
     # These parameters may hold nn.Modules (a backbone, a regulariser, v2
@@ -394,10 +428,21 @@ use_caching, torch_load_kwargs, **kwargs
         x = to_tensor(x, device=self.device)
         if self.channels_last_ and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.amp_dtype_ is None:
-            return self.module_(x, **fit_params)
-        with torch.autocast(torch.device(self.device_).type, dtype=self.amp_dtype_):
-            return self.module_(x, **fit_params)
+        try:
+            if self.amp_dtype_ is None:
+                return self.module_(x, **fit_params)
+            with torch.autocast(torch.device(self.device_).type, dtype=self.amp_dtype_):
+                return self.module_(x, **fit_params)
+        except RuntimeError as exc:
+            if not _is_shape_error(exc):
+                raise
+            raise ValueError(
+                f"The network could not process a batch of shape {tuple(x.shape)} "
+                f"({str(exc).splitlines()[0]}). Check that X has the layout and size the "
+                f"backbone takes; for your own network, images reach it as float32 "
+                f"(n, C, H, W) in [0, 1] (convert_image_arrays=False passes arrays "
+                f"unchanged)."
+            ) from exc
 
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False):
         """The target criterion plus the regulariser's weighted terms; logs each term."""
@@ -412,6 +457,15 @@ use_caching, torch_load_kwargs, **kwargs
                 loss = loss + term.weight * term.value
                 values[term.name] = term.value
         if training:
+            total = loss.item()
+            if not math.isfinite(total):
+                raise FloatingPointError(
+                    f"The training loss became {total} (target loss {target_loss.item()}) "
+                    f"in epoch {len(self.history)}, batch {len(self.history[-1, 'batches']) + 1}: "
+                    f"training diverged, so fit stopped instead of returning a network that "
+                    f"predicts NaN. Lower lr (now {self.lr}) or the regulariser's weight, or "
+                    f"check the inputs' scale."
+                )
             self.history.record_batch("target_loss", target_loss.item())
             for name, value in values.items():
                 self.history.record_batch(f"{name}_loss", float(value.detach()) if torch.is_tensor(value) else value)
@@ -490,6 +544,7 @@ use_caching, torch_load_kwargs, **kwargs
         self
         """
         self._check_params()
+        _check_fit_params(fit_params)
         if not self.warm_start or not self.initialized_:
             self._set_classes(y)
         if is_path_list(X):
@@ -516,10 +571,25 @@ use_caching, torch_load_kwargs, **kwargs
         -------
         self
         """
+        _check_fit_params(fit_params)
         if not self.initialized_:
             self._check_params()
             self._set_classes(y, classes)
         return super().partial_fit(X, y, **fit_params)
+
+    def load_params(self, *args: Any, **kwargs: Any) -> None:
+        """skorch's ``load_params``, with an error that says what does not match."""
+        try:
+            super().load_params(*args, **kwargs)
+        except RuntimeError as exc:
+            if "size mismatch" not in str(exc) and "Missing key" not in str(exc):
+                raise
+            raise ValueError(
+                f"The saved parameters do not fit this network ({str(exc).splitlines()[0]} "
+                f"...): they were saved from a network with other classes or another "
+                f"backbone. Build the estimator with the same backbone and classes= "
+                f"(here {len(self.classes_)} classes) as the one that was saved."
+            ) from None
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels, values of ``classes_``.

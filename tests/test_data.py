@@ -1,5 +1,7 @@
 """Array inputs: layouts, dtypes and their errors; on-device normalisation."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -48,9 +50,9 @@ def test_flat_digits_reshape_to_native_size():
         (np.zeros((3, 5, 5, 5)), RGB, ValueError, "channel axis"),
         (np.zeros((2, 3, 4, 4, 1)), RGB, ValueError, "3 or 4 dimensions"),
         (np.full((2, 3, 4, 4), np.nan), RGB, ValueError, "NaN or infinity"),
-        (np.full((2, 3, 4, 4), 2.0), RGB, ValueError, r"values in \[0, 1\]"),
-        (np.full((2, 64), 20.0), GLYPH, ValueError, r"values in \[0, 16\]"),
-        (-np.ones((2, 3, 4, 4)), RGB, ValueError, "do not pass mean/std-normalised"),
+        (np.full((2, 3, 4, 4), 300.0), RGB, ValueError, r"values up to 300.*above 255"),
+        (np.full((2, 64), 20000.0), GLYPH, ValueError, r"above 255"),
+        (-np.ones((2, 3, 4, 4)), RGB, ValueError, "mean/std-normalised"),
         (sp.csr_matrix(np.eye(3)), None, TypeError, "Sparse input is not supported"),
         (np.array([["a", "b"]]), RGB, TypeError, "non-numeric"),
         (np.zeros((2, 3, 4, 4), dtype=bool), RGB, TypeError, "real-valued"),
@@ -95,3 +97,32 @@ def test_datasets():
     assert ArrayDataset(torch.zeros(2, 2))[0][1] == 0
     doubled = TransformedDataset(ds, lambda x: 2 * x)
     assert doubled[2][0].tolist() == [8.0, 10.0] and len(doubled) == 3
+
+
+@pytest.mark.parametrize(
+    "X, pre, expected, warns",
+    [
+        # the model's declared range and the data's actual range decide, never the dtype alone
+        (np.full((2, 3, 4, 4), 0.5), RGB, 0.5, None),
+        (np.full((2, 3, 4, 4), 200, dtype=np.uint8), RGB, 200, None),  # uint8, scaled on device
+        (np.full((2, 3, 4, 4), 128.0), RGB, 128 / 255, "read as intensities in \\[0, 255\\]"),
+        (np.full((2, 64), 8, dtype=np.uint8), GLYPH, 8.0, None),  # uint8 digits are 0..16
+        (np.full((2, 64), 8.0), GLYPH, 8.0, None),
+        (np.full((2, 64), 0.5), GLYPH, 8.0, "read as intensities in \\[0, 1\\]"),
+        (np.full((2, 64), 128, dtype=np.uint8), GLYPH, 128, None),  # 0..255 images
+        (np.full((2, 64), 128.0), GLYPH, 128 * 16 / 255, "in \\[0, 255\\]"),
+        (np.ones((2, 3, 4, 4), dtype=np.uint8), RGB, 1, "almost black"),
+    ],
+)
+def test_scale_is_decided_by_model_and_data_range(X, pre, expected, warns):
+    import warnings as _warnings
+
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        t = as_tensor_input(X, pre)
+    messages = [str(w.message) for w in caught]
+    if warns is None:
+        assert not messages
+    else:
+        assert any(re.search(warns, m) for m in messages), messages
+    assert float(t.flatten()[0]) == pytest.approx(expected, rel=1e-6)

@@ -9,6 +9,7 @@ training split (its preparation) and adds
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,11 @@ class CoTuning(Regularizer):
         classes = np.asarray(net.classes_)
         labels = classes[codes]
         rel = CategoryRelationship() if self.relationship is None else clone(self.relationship)
+        if rel.get_params().get("random_state", 0) is None and net.random_state is not None:
+            # the reverse method's held-out split: reproducible with the estimator's seed
+            seed = net.random_state
+            seed = int(seed) if isinstance(seed, numbers.Integral) else int(seed.randint(0, 2**31 - 1))
+            rel.set_params(random_state=seed)
         self.relationship_ = rel.fit(logits, labels)
         self.leep_ = leep_score(logits, labels, temperature=rel.temperature)
         table = np.empty((len(classes), logits.shape[1]))

@@ -1,0 +1,379 @@
+"""Every bad input and fault gets a clear error or a right answer (issue 14).
+
+One table: each case is a function of the shared context that either returns
+a value checked by its expectation, or raises.  An expectation is
+
+- ``(ExceptionType, "regex")``: that error, with a message naming the problem;
+- ``("warns", "regex")``: runs, with a UserWarning that says what was decided;
+- ``"ok"``: runs, and the case's own assertions hold.
+"""
+
+import os
+import pickle
+import signal
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from skorch.helper import SliceDataset
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from sk_cotuning import CategoryRelationship, CoTuningClassifier, FineTuningClassifier
+from sk_cotuning.callbacks import PreparationInterrupted
+
+from conftest import TinyConvNet
+
+FAST = dict(max_epochs=1, batch_size=16, lr=0.05, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:300], y[:300], X[300:500], y[300:500]
+
+
+@pytest.fixture
+def ctx(tiny_backbone, image_data, digits, tmp_path):
+    X, y = image_data
+
+    def make(**kwargs):
+        params = dict(FAST)
+        params.update(kwargs)
+        backbone = params.pop("backbone", tiny_backbone)
+        return CoTuningClassifier(backbone, **params)
+
+    return SimpleNamespace(X=X, y=y, tiny=tiny_backbone, make=make, digits=digits, tmp=tmp_path)
+
+
+# ------------------------------------------------------------------ helpers
+def fit(c, X=None, y=None, **kwargs):
+    return c.make(**kwargs).fit(c.X if X is None else X, c.y if y is None else y)
+
+
+def png(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path) if mode else Image.fromarray(array).save(path)
+    return str(path)
+
+
+def image_files(c, n=12):
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for i in range(n):
+        label, channel = ("red", 0) if i % 2 else ("green", 1)
+        img = (rng.random((10, 10, 3)) * 80).astype(np.uint8)
+        img[..., channel] += 150
+        paths.append(png(c.tmp / label / f"{i}.png", img))
+        labels.append(label)
+    return paths, np.array(labels)
+
+
+class Planted:
+    """A pickle that would write a file when unpickled without weights_only."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def glyph_digits_uint8(c):
+    X, y, Xt, yt = c.digits
+    as_float = CoTuningClassifier("glyphnet", **FAST).fit(X, y)
+    as_uint8 = CoTuningClassifier("glyphnet", **FAST).fit(X.astype(np.uint8), y)
+    np.testing.assert_allclose(as_uint8.predict_proba(Xt.astype(np.uint8)),
+                               as_float.predict_proba(Xt), atol=1e-5)
+    assert as_uint8.score(Xt.astype(np.uint8), yt) > 0.5
+
+
+def float_0_255(c):
+    clf = fit(c, X=c.X * 255)
+    np.testing.assert_allclose(clf.predict_proba(c.X * 255), fit(c).predict_proba(c.X), atol=1e-5)
+
+
+def custom_module_gets_nchw_unit_floats(c):
+    seen = []
+
+    class Recording(TinyConvNet):
+        def forward(self, x):
+            seen.append((tuple(x.shape), x.dtype, float(x.min()), float(x.max())))
+            return super().forward(x)
+
+    hwc = (c.X.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8)
+    torch.manual_seed(0)
+    a = fit(c, X=hwc, backbone=Recording()).predict_proba(hwc)
+    assert seen[0][0][1:] == (3, 8, 8) and seen[0][1] == torch.float32
+    assert 0 <= seen[0][2] and seen[0][3] <= 1
+    b = fit(c, X=hwc.transpose(0, 3, 1, 2) / 255.0).predict_proba(hwc.transpose(0, 3, 1, 2) / 255.0)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def custom_module_grayscale(c):
+    gray = (c.X.mean(1) * 255).astype(np.uint8)  # (n, H, W) uint8
+    clf = fit(c, X=gray, backbone=TinyConvNet(in_channels=1))
+    assert clf.predict_proba(gray).shape == (60, 3)
+
+
+def opt_out_passes_arrays_through(c):
+    seen = []
+
+    class Recording(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.LazyLinear(8))
+            self.fc = nn.Linear(8, 6)
+
+        def forward(self, x):
+            seen.append((tuple(x.shape), float(x.max())))
+            return self.fc(self.body(x))
+
+    raw = c.X.transpose(0, 2, 3, 1) * 7.0  # not an image scale: the user opted out
+    fit(c, X=raw, backbone=Recording(), convert_image_arrays=False)
+    assert seen[0][0][1:] == (8, 8, 3) and seen[0][1] > 1
+
+
+def bn_last_batch_of_one(c):
+    X, y = c.X[:49], c.y[:49]  # 49 = 3 * 16 + 1
+    clf = fit(c, X=X, y=y, max_epochs=2)
+    assert len(clf.history) == 2 and clf.predict(X).shape == (49,)
+
+
+def sixteen_bit_png(c):
+    ramp = (np.linspace(0, 65535, 100).reshape(10, 10)).astype(np.uint16)
+    paths = [png(c.tmp / f"a{i}.png", ramp) for i in range(4)]
+    from sk_cotuning.data import ImageFileDataset
+
+    img, _ = ImageFileDataset(paths, mode="L")[0]
+    values = np.asarray(img)
+    assert values.min() == 0 and values.max() == 255 and 100 < values.mean() < 155
+    clf = CoTuningClassifier(TinyConvNet(), **FAST)
+    clf.fit(paths + image_files(c, 4)[0], ["a", "b"] * 4)
+
+
+def normalised_slice_dataset(c):
+    samples = torch.as_tensor((c.X - 0.5) / 0.25)
+    dataset = SliceDataset(TensorDataset(samples, torch.zeros(60)), idx=0)
+    fit(c, X=dataset)
+
+
+def reproducible_reverse(c):
+    rel = CategoryRelationship(method="reverse")
+    a = fit(c, relationship=rel, max_epochs=2)
+    b = fit(c, relationship=rel, max_epochs=2)
+    assert a.relationship_.C_ == b.relationship_.C_
+    np.testing.assert_array_equal(a.predict_proba(c.X), b.predict_proba(c.X))
+
+
+def interrupted_preparation(c):
+    class Interrupting(CategoryRelationship):
+        def fit(self, X, y):
+            raise KeyboardInterrupt
+
+    clf = c.make(relationship=Interrupting())
+    try:
+        clf.fit(c.X, c.y)
+    finally:
+        with pytest.raises(NotFittedError):
+            clf.predict(c.X)
+
+
+def killed_worker(c):
+    def die(x):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    paths, labels = image_files(c)
+    fit(c, X=paths, y=labels, train_transform=die, iterator_train__num_workers=1)
+
+
+def load_other_classes(c):
+    clf = fit(c)
+    clf.save_params(f_params=c.tmp / "p.pt")
+    other = c.make(classes=["a", "b"]).initialize()
+    other.load_params(f_params=c.tmp / "p.pt")
+
+
+def nan_parameters(c):
+    clf = fit(c)
+    with torch.no_grad():
+        clf.module_.target_head.weight.fill_(float("nan"))
+    clf.predict_proba(c.X)
+
+
+def pickle_round_trip(c):
+    clf = fit(c)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(c.X),
+                                  clf.predict_proba(c.X))
+
+
+def planted_pickle(c):
+    target = c.tmp / "pwned"
+    torch.save({"x": Planted(str(target))}, c.tmp / "evil.pth")
+    try:
+        fit(c, weights=c.tmp / "evil.pth")
+    finally:
+        assert not target.exists()
+
+
+def warm_start_new_labels(c):
+    clf = fit(c, warm_start=True)
+    clf.fit(c.X, np.where(c.y == "cat", "cow", c.y))
+
+
+def save_state(c, obj, name):
+    torch.save(obj, c.tmp / name)
+    return c.tmp / name
+
+
+CASES = {
+    # --- arrays
+    "sparse": (lambda c: fit(c, X=sp.csr_matrix(np.ones((60, 4)))), (TypeError, "Sparse")),
+    "strings": (lambda c: fit(c, X=np.full((60, 4), "a")), (TypeError, "non-numeric")),
+    "objects": (lambda c: fit(c, X=np.array([[object()]] * 60)), (TypeError, "dtype object")),
+    "complex": (lambda c: fit(c, X=c.X + 1j), (ValueError, "Complex")),
+    "bool": (lambda c: fit(c, X=c.X > 0.5), (TypeError, "dtype torch.bool")),
+    "scalar": (lambda c: fit(c, X=np.float32(3)), (ValueError, "scalar|Expected 2D array")),
+    "1-D": (lambda c: fit(c, X=np.ones(60)), (ValueError, "Expected 2D array")),
+    "no samples": (lambda c: fit(c, X=c.X[:0], y=c.y[:0]), (ValueError, "0 sample")),
+    "NaN": (lambda c: fit(c, X=np.where(c.X > 0.9, np.nan, c.X)), (ValueError, "NaN")),
+    "inf": (lambda c: fit(c, X=np.where(c.X > 0.9, np.inf, c.X)), (ValueError, "infinity")),
+    "normalised": (lambda c: fit(c, X=(c.X - 0.5) / 0.25), (ValueError, "mean/std-normalised")),
+    "above 255": (lambda c: fit(c, X=c.X * 1000), (ValueError, "above 255")),
+    "ragged list": (lambda c: fit(c, X=[np.zeros((3, 8, 8)), np.zeros((3, 9, 9))], y=["a", "b"]),
+                    (ValueError, "images of one shape")),
+    "one HWC image": (lambda c: fit(c, X=np.zeros((32, 32, 3)), y=np.arange(32) % 2),
+                      (ValueError, "looks like one \\(H, W, C\\) colour image.*X\\[None\\]")),
+    "5-D": (lambda c: CoTuningClassifier("glyphnet", **FAST).fit(c.X[:, None], c.y),
+            (ValueError, "3 or 4 dimensions")),
+    "channel axis": (lambda c: CoTuningClassifier("glyphnet", **FAST).fit(np.zeros((60, 5, 5, 5)), c.y),
+                     (ValueError, "channel axis")),
+    "custom network rejects the shape": (lambda c: fit(c, X=c.X[:, None]),
+                                         (ValueError, r"could not process a batch of shape \(16, 1, 3, 8, 8\)")),
+    "glyph wrong size": (lambda c: CoTuningClassifier("glyphnet", **FAST).fit(
+        np.zeros((20, 16, 16)), np.arange(20) % 2), (ValueError, "takes 8x8 images, got 16x16")),
+    "glyph uint8 digits": (glyph_digits_uint8, "ok"),
+    "floats 0..255": (float_0_255, ("warns", "read as intensities in \\[0, 255\\]")),
+    "uint8 masks": (lambda c: fit(c, X=(c.X > 0.5).astype(np.uint8)), ("warns", "almost black")),
+    "features at predict": (lambda c: CoTuningClassifier(
+        nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 3)), source_head="2", **FAST)
+        .fit(np.ones((20, 5)), np.arange(20) % 2).predict(np.ones((3, 6))),
+        (ValueError, "X has 6 features.*expecting 5")),
+    "custom module, uint8 HWC": (custom_module_gets_nchw_unit_floats, "ok"),
+    "custom module, grayscale": (custom_module_grayscale, "ok"),
+    "custom module, opt out": (opt_out_passes_arrays_through, "ok"),
+    # --- labels
+    "y None": (lambda c: c.make().fit(c.X, None), (ValueError, "requires y")),
+    "y length": (lambda c: fit(c, y=c.y[:10]), (ValueError, "inconsistent numbers of samples")),
+    "one class": (lambda c: fit(c, y=np.full(60, "cat")), (ValueError, "at least 2 classes")),
+    "continuous y": (lambda c: fit(c, y=np.linspace(0, 1, 60)), (ValueError, "Unknown label type")),
+    "None label": (lambda c: fit(c, y=np.array(list(c.y[:-1]) + [None], dtype=object)),
+                   (ValueError, "missing label.*index \\[59\\]")),
+    "NaN label": (lambda c: fit(c, y=np.r_[np.arange(59) % 2, np.nan]), (ValueError, "missing label")),
+    "mixed label types": (lambda c: fit(c, y=np.array(["a", 1] * 30, dtype=object)),
+                          (ValueError, "mixes label types|Unknown label type")),
+    "column y": (lambda c: fit(c, y=c.y[:, None]), ("warns", "column-vector y|1d array")),
+    "partial_fit new label": (lambda c: c.make().partial_fit(c.X, c.y).partial_fit(
+        c.X[:3], ["cat", "gnu", "cat"]), (ValueError, "not among the classes")),
+    "warm start new labels": (warm_start_new_labels, (ValueError, "\\['cow'\\].*not among")),
+    "classes too few": (lambda c: fit(c, classes=["cat", "dog"]), (ValueError, "\\['eel'\\].*not among")),
+    # --- parameters
+    "lr 0": (lambda c: fit(c, lr=0), (ValueError, "'lr' parameter")),
+    "lr str": (lambda c: fit(c, lr="fast"), (ValueError, "'lr' parameter")),
+    "negative multiplier": (lambda c: fit(c, backbone_lr_mult=-1), (ValueError, "'backbone_lr_mult'")),
+    "batch_size 0": (lambda c: fit(c, batch_size=0), (ValueError, "'batch_size'")),
+    "max_epochs -1": (lambda c: fit(c, max_epochs=-1), (ValueError, "'max_epochs'")),
+    "lr_schedule": (lambda c: fit(c, lr_schedule="linear"), (ValueError, "'lr_schedule'")),
+    "amp fp8": (lambda c: fit(c, amp="fp8"), (ValueError, "'amp'")),
+    "amp fp16": (lambda c: fit(c, amp="fp16"), (ValueError, "gradient scaler.*AccelerateMixin")),
+    "channels_last": (lambda c: fit(c, channels_last="yes"), (ValueError, "'channels_last'")),
+    "tta": (lambda c: fit(c, test_time_augmentation="five"), (ValueError, "'test_time_augmentation'")),
+    "device": (lambda c: fit(c, device="gpu"), (ValueError, "device must be 'auto', None")),
+    "random_state": (lambda c: fit(c, random_state="seed"), (ValueError, "'random_state'")),
+    "trade_off": (lambda c: fit(c, trade_off=-1), (ValueError, "'trade_off'")),
+    "relationship str": (lambda c: fit(c, relationship="direct"), (ValueError, "'relationship'")),
+    "relationship proba": (lambda c: fit(c, relationship=CategoryRelationship(input="proba")),
+                           (ValueError, "input='logits'")),
+    "regularizer name": (lambda c: FineTuningClassifier(c.tiny, regularizer="l2sp", **FAST)
+                         .fit(c.X, c.y), (ValueError, "'regularizer' parameter")),
+    "backbone int": (lambda c: fit(c, backbone=42), (ValueError, "'backbone' parameter")),
+    "backbone name": (lambda c: fit(c, backbone="resnet5000"), (ValueError, "Unknown backbone")),
+    "train_transform": (lambda c: fit(c, train_transform=5), (ValueError, "'train_transform'")),
+    "sample_weight": (lambda c: c.make().fit(c.X, c.y, sample_weight=np.ones(60)),
+                      (TypeError, "sample_weight is not supported.*criterion__weight")),
+    "unknown fit param": (lambda c: c.make().fit(c.X, c.y, epochs=3), (TypeError, "unexpected keyword")),
+    "initialize without classes": (lambda c: c.make().initialize(), (ValueError, "pass classes=")),
+    "predict before fit": (lambda c: c.make().predict(c.X), (NotFittedError, "not initialized|not fitted")),
+    # --- image files and datasets
+    "missing file": (lambda c: fit(c, X=image_files(c)[0] + [str(c.tmp / "gone.png")],
+                                   y=list(image_files(c)[1]) + ["red"]),
+                     (FileNotFoundError, "1 of 13 image file.*gone.png")),
+    "corrupt file": (lambda c: fit(c, X=image_files(c)[0] + [str(c.tmp / "bad.png")],
+                                   y=list(image_files(c)[1]) + ["red"])
+                     if (c.tmp / "bad.png").write_bytes(b"\x89PNGnot") else None,
+                     (ValueError, "Cannot read image file.*bad.png")),
+    "16-bit PNG": (sixteen_bit_png, "ok"),
+    "normalised SliceDataset": (normalised_slice_dataset, (ValueError, "Sample 0.*not mean/std-normalised")),
+    "plain Dataset": (lambda c: fit(c, X=TensorDataset(torch.as_tensor(c.X))),
+                      (TypeError, "SliceDataset")),
+    "empty SliceDataset": (lambda c: fit(c, X=SliceDataset(TensorDataset(torch.zeros(0, 3))), y=[]),
+                           (ValueError, "0 sample|empty")),
+    # --- weights files
+    "missing weights": (lambda c: fit(c, weights=c.tmp / "nope.pth"), (FileNotFoundError, "nope.pth.*does not exist")),
+    "corrupt weights": (lambda c: fit(c, weights=save_state(c, None, "x.pth").write_bytes(b"junk")
+                                      and c.tmp / "x.pth"),
+                        (ValueError, "Could not load weights file")),
+    "list weights": (lambda c: fit(c, weights=save_state(c, [1, 2], "l.pth")), (ValueError, "not a state dict")),
+    "planted pickle": (planted_pickle, (ValueError, "Could not load weights file.*evil.pth")),
+    "mismatched weights": (lambda c: fit(c, weights={"fc.weight": torch.zeros(2, 2)}),
+                           (ValueError, "do not match")),
+    "weights float": (lambda c: fit(c, weights=3.5), (TypeError, "weights must be")),
+    # --- relationship inputs
+    "relationship NaN logits": (lambda c: CategoryRelationship().fit(np.full((4, 3), np.nan), [0, 1, 0, 1]),
+                                (ValueError, "NaN")),
+    "relationship lengths": (lambda c: CategoryRelationship().fit(np.zeros((4, 3)), [0, 1, 0]),
+                             (ValueError, "inconsistent numbers of samples")),
+    "relationship one class": (lambda c: CategoryRelationship().fit(np.zeros((4, 3)), [0] * 4),
+                               (ValueError, "at least 2 classes")),
+    "relationship unfitted": (lambda c: CategoryRelationship().transform(np.zeros((2, 3))),
+                              (NotFittedError, "not fitted")),
+    "relationship unknown label": (lambda c: CategoryRelationship().fit(np.zeros((4, 3)), [0, 1, 0, 1])
+                                   .soft_targets([7]), (ValueError, "7")),
+    # --- persistence
+    "load other classes": (load_other_classes, (ValueError, "do not fit this network.*classes=")),
+    "load uninitialized": (lambda c: c.make().load_params(f_params=c.tmp / "p.pt"),
+                           (Exception, "initializ")),
+    "pickle round trip": (pickle_round_trip, "ok"),
+    "NaN parameters": (nan_parameters, (ValueError, "predictions are not finite")),
+    # --- faults
+    "divergence lr": (lambda c: fit(c, lr=1e6, max_epochs=5), (FloatingPointError, "diverged.*Lower lr")),
+    "divergence trade_off": (lambda c: fit(c, trade_off=1e38, max_epochs=3),
+                             (FloatingPointError, "diverged")),
+    "BatchNorm last batch of one": (bn_last_batch_of_one, "ok"),
+    "reproducible reverse relationship": (reproducible_reverse, "ok"),
+    "Ctrl-C in the relationship pass": (interrupted_preparation, (PreparationInterrupted, "not fitted")),
+    "killed DataLoader worker": (killed_worker, (RuntimeError, "DataLoader worker")),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(ctx, name):
+    case, expected = CASES[name]
+    if expected == "ok":
+        case(ctx)
+    elif expected[0] == "warns":
+        with pytest.warns(Warning, match=expected[1]):
+            case(ctx)
+    else:
+        error, match = expected
+        with pytest.raises(error, match=match):
+            case(ctx)
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 60
