@@ -433,6 +433,13 @@ def check_paths(X: Sequence[Any]) -> list[str]:
         Naming the missing files (up to five) and how many there are.
     """
     paths = [os.fspath(p) for p in X]
+    folders = [p for p in paths if os.path.isdir(p)]
+    if folders:
+        raise ValueError(
+            f"{len(folders)} of {len(paths)} path(s) are folders, not image files, e.g. "
+            f"{folders[:5]!r}. Pass the files inside; for a root/<class>/<image> tree, "
+            f"paths, labels = sk_cotuning.load_image_folder(root)."
+        )
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(

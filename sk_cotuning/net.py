@@ -208,6 +208,7 @@ use_caching, torch_load_kwargs, **kwargs
         "convert_image_arrays": ["boolean"],
         "random_state": ["random_state"],
         "callbacks": [list, None],
+        "train_split": [callable, None],
         "optimizer": [callable],
         "criterion": [callable, nn.Module],
     }

@@ -307,6 +307,12 @@ CASES = {
     "sample_weight": (lambda c: c.make().fit(c.X, c.y, sample_weight=np.ones(60)),
                       (TypeError, "sample_weight is not supported.*criterion__weight")),
     "unknown fit param": (lambda c: c.make().fit(c.X, c.y, epochs=3), (TypeError, "unexpected keyword")),
+    "train_split float": (lambda c: fit(c, train_split=0.2),
+                          (ValueError, "'train_split' parameter.*callable")),
+    "folder as a path": (lambda c: fit(c, X=[str(c.tmp)] * 60),
+                         (ValueError, "folders, not image files.*load_image_folder")),
+    "int64 0..255": (lambda c: fit(c, X=(c.X * 255).astype(np.int64)),
+                     ("warns", "read as intensities in \\[0, 255\\]")),
     "initialize without classes": (lambda c: c.make().initialize(), (ValueError, "pass classes=")),
     "predict before fit": (lambda c: c.make().predict(c.X), (NotFittedError, "not initialized|not fitted")),
     # --- image files and datasets
