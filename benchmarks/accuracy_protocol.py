@@ -68,7 +68,7 @@ class Protocol:
     test_size: int = 540
     steps: int = 200  # training iterations per fit (epochs follow from the subset size)
     batch_size: int = 16
-    cotuning_lr: float = 0.02
+    cotuning_lr: float = 0.01  # the estimator default; Co-Tuning tunes trade_off instead
     lr_grid: tuple[float, ...] = (0.01, 0.02, 0.05)  # fine-tuning's candidates
     trade_off_grid: tuple[float, ...] = (1.0, 2.3, 5.0)  # Co-Tuning's candidates
     cv: int = 2

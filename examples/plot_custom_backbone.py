@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from sk_cotuning import CoTuningClassifier, sample_rate_indices
-from sk_cotuning.datasets import LETTERS, make_glyphs
+from sk_cotuning.datasets import CHARACTERS, make_glyphs
 
 
 class LetterMLP(nn.Module):
@@ -26,7 +26,7 @@ class LetterMLP(nn.Module):
         super().__init__()
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(),
                                   nn.Linear(128, 64), nn.ReLU())
-        self.classifier = nn.Linear(64, len(LETTERS))
+        self.classifier = nn.Linear(64, len(CHARACTERS))
 
     def forward(self, x):
         return self.classifier(self.body(x / 16.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from sk_cotuning.net import FineTuningClassifier
 from sk_cotuning.regularization import CoTuning
@@ -43,6 +43,13 @@ class CoTuningClassifier(FineTuningClassifier):
         The relationship estimator, cloned in ``fit``; ``None`` means
         ``CategoryRelationship()`` (the direct method).  Searchable as
         ``relationship__method`` etc.  It must use ``input="logits"``.
+    soft_target_temperature : "auto" or float, default="auto"
+        The source logits are divided by it in the Co-Tuning term.  ``"auto"``
+        fits it once, from the pre-trained source head on the training split
+        (the value at which its soft cross-entropy to the relationship is
+        smallest), so an over-confident source head cannot kill the features
+        in the first steps when the backbone trains at a high rate; ``1.0``
+        is the paper's loss.  See :class:`~sk_cotuning.CoTuning`.
     **kwargs
         Every other parameter of :class:`~sk_cotuning.FineTuningClassifier`
         (``lr``, ``backbone_lr_mult``, ``max_epochs``, ``device``, ...) and
@@ -83,6 +90,7 @@ class CoTuningClassifier(FineTuningClassifier):
            if k != "regularizer"},
         "trade_off": [Interval(numbers.Real, 0, None, closed="left")],
         "relationship": [HasMethods(["fit", "soft_targets"]), None],
+        "soft_target_temperature": [StrOptions({"auto"}), Interval(numbers.Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -93,17 +101,19 @@ class CoTuningClassifier(FineTuningClassifier):
         source_head: str | None = None,
         trade_off: float = 2.3,
         relationship: Any = None,
+        soft_target_temperature: Any = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, weights, source_head=source_head, **kwargs)
         del self.regularizer  # fixed to Co-Tuning: not a parameter here
         self.trade_off = trade_off
         self.relationship = relationship
+        self.soft_target_temperature = soft_target_temperature
 
     def _make_regularizer(self) -> CoTuning | None:
         if self.trade_off == 0:  # exactly plain fine-tuning, at its cost
             return None
-        regularizer = CoTuning(trade_off=self.trade_off, relationship=self.relationship)
+        regularizer = CoTuning(self.trade_off, self.relationship, self.soft_target_temperature)
         regularizer.check()
         return regularizer
 

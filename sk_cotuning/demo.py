@@ -1,6 +1,6 @@
 """The main job: Co-Tuning vs plain fine-tuning on the UCI digits, offline.
 
-Source model: the bundled GlyphNet (52 Latin letters).  Target: the UCI
+Source model: the bundled GlyphNet (62 printed characters: digits and letters).  Target: the UCI
 handwritten digits (``sklearn.datasets.load_digits``), of which a small
 stratified sampling rate of the training split is used for training.  Plain
 fine-tuning (``trade_off=0``) and Co-Tuning run with identical settings, on
@@ -20,7 +20,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from sk_cotuning.classifier import CoTuningClassifier
-from sk_cotuning.datasets import LETTERS, sample_rate_indices
+from sk_cotuning.datasets import CHARACTERS, sample_rate_indices
 from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship, top_source_classes
 
 __all__ = ["DemoConfig", "run_demo", "format_report", "digits_split"]
@@ -56,7 +56,7 @@ class DemoConfig:
     seeds: int = 5
     epochs: int = 40
     trade_off: float = 2.3
-    lr: float = 0.02
+    lr: float = 0.01  # the estimator's default: nothing hand-picked
     batch_size: int = 16
     test_size: int = 540
     out: str = "cotuning-output"
@@ -103,7 +103,7 @@ def run_demo(config: DemoConfig | None = None, progress: Callable[[str], None] |
     -------
     results : dict
         ``config``, per-method accuracies per seed, the mean relationship
-        ``(10, 52)``, its top-3 letters per digit, the summary statistics,
+        ``(10, 62)``, its top-3 source characters per digit, the summary statistics,
         and the paths written.
     """
     config = config or DemoConfig()
@@ -144,9 +144,9 @@ def run_demo(config: DemoConfig | None = None, progress: Callable[[str], None] |
         "accuracy": acc,
         "summary": summary,
         "relationship_mean": R.round(5).tolist(),
-        "top3_letters": {
+        "top3_sources": {
             str(d): [(name, round(p, 4)) for name, p in top]
-            for d, top in enumerate(top_source_classes(R, LETTERS, k=3))
+            for d, top in enumerate(top_source_classes(R, CHARACTERS, k=3))
         },
     }
     out = Path(config.out)
@@ -166,10 +166,10 @@ def _figure(R: np.ndarray, acc: dict[str, list[float]], path: Path) -> Path:
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(15, 4.2), gridspec_kw={"width_ratios": [4.2, 1]}
     )
-    plot_relationship(R, target_names=range(10), source_names=LETTERS, ax=left)
-    left.set_title("p(source letter | target digit), mean over seeds")
+    plot_relationship(R, target_names=range(10), source_names=CHARACTERS, ax=left)
+    left.set_title("p(source character | target digit), mean over seeds")
     left.set_ylabel("target digit")
-    left.set_xlabel("source letter")
+    left.set_xlabel("source character (printed)")
     plot_paired_accuracy(acc, ax=right)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -178,7 +178,7 @@ def _figure(R: np.ndarray, acc: dict[str, list[float]], path: Path) -> Path:
 
 
 def format_report(results: dict) -> str:
-    """The printed table: accuracy per method, paired difference, top letters."""
+    """The printed table: accuracy per method, paired difference, top source characters."""
     s, c = results["summary"], results["config"]
     lines = [
         f"Co-Tuning vs fine-tuning on the UCI digits: {100 * c['rate']:g}% sampling rate "
@@ -193,9 +193,9 @@ def format_report(results: dict) -> str:
         f"wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}",
         f"error-rate reduction: {100 * s['error_rate_reduction']:.1f}%",
         "",
-        "top-3 source letters per digit (p(letter | digit)):",
+        "top-3 printed source characters per handwritten digit (p(character | digit)):",
     ]
-    for digit, top in results["top3_letters"].items():
+    for digit, top in results["top3_sources"].items():
         lines.append(f"  {digit} -> " + ", ".join(f"{name} {p:.2f}" for name, p in top))
     lines += ["", f"figure: {results['figure']}", f"results: {results['json']}",
               f"time: {s['seconds']:.0f}s"]

@@ -15,7 +15,7 @@ from sk_cotuning.backbones.glyphnet import (
     GlyphNet,
     source_accuracy,
 )
-from sk_cotuning.datasets import LETTERS, glyph_fonts, make_glyphs, sample_rate_indices
+from sk_cotuning.datasets import CHARACTERS, glyph_fonts, make_glyphs, sample_rate_indices
 
 
 def test_fonts_are_the_latin_ones():
@@ -38,9 +38,9 @@ def test_format_matches_the_uci_digits():
     from sklearn.datasets import load_digits
 
     X, y = make_glyphs(n_per_letter=10, seed=0)
-    assert X.shape == (520, 8, 8) and X.dtype == np.uint8
+    assert X.shape == (620, 8, 8) and X.dtype == np.uint8
     assert X.min() == 0 and X.max() == 16
-    assert np.array_equal(np.bincount(y), np.full(52, 10))
+    assert np.array_equal(np.bincount(y), np.full(62, 10))
     digits = load_digits().images
     # comparable ink: mean intensity within 25% of the digits'
     assert abs(X.mean() - digits.mean()) / digits.mean() < 0.25
@@ -69,8 +69,8 @@ def test_shipped_weights_reach_the_reported_accuracy():
 
 def test_glyphnet_backbone():
     backbone = build_backbone("glyphnet")
-    assert backbone.source_classes == list(LETTERS)
-    assert backbone.source_head.out_features == 52 and backbone.preprocessing is PREPROCESSING
+    assert backbone.source_classes == list(CHARACTERS)
+    assert backbone.source_head.out_features == 62 and backbone.preprocessing is PREPROCESSING
     with pytest.warns(UserWarning, match="random weights"):
         build_backbone("glyphnet", weights=None)
     with pytest.raises(TypeError, match="glyphnet weights"):

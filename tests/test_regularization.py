@@ -135,3 +135,52 @@ def test_make_regularizer_errors():
         make_regularizer(object(), {})
     with pytest.raises(TypeError, match="CategoryRelationship"):
         make_regularizer("co_tuning", {"relationship": "direct"})
+
+
+def test_over_confident_source_head_does_not_collapse_co_tuning():
+    """The glyph model with its feature layer scaled x4: a source head over-confident on
+    the target data. With the paper's loss (temperature 1) and the backbone at the full
+    rate, the first steps drive the penultimate ReLU units dead and Co-Tuning collapses
+    far below plain fine-tuning; the fitted soft-target temperature prevents it."""
+    from sklearn.datasets import load_digits
+
+    from sk_cotuning.backbones.glyphnet import WEIGHTS_FILE
+
+    state = torch.load(WEIGHTS_FILE, weights_only=True)
+    for key in ("features.12.weight", "features.12.bias"):  # Linear(512, 128) before the ReLU
+        state[key] = state[key] * 4
+    X, y = load_digits(return_X_y=True)
+    train, test = np.arange(0, 1797, 20), np.arange(1, 1797, 3)  # 90 training images
+    params = dict(weights=state, lr=0.02, backbone_lr_mult=1.0, max_epochs=20, batch_size=16,
+                  verbose=0, random_state=0)
+    scores = {}
+    for name, kwargs in (("fine-tuning", dict(trade_off=0)),
+                         ("paper loss", dict(soft_target_temperature=1.0)),
+                         ("fitted temperature", {})):
+        clf = CoTuningClassifier("glyphnet", **params, **kwargs).fit(X[train], y[train])
+        features, _ = clf.collect_outputs(X[train], "features")
+        scores[name] = (clf.score(X[test], y[test]), np.linalg.norm(features, axis=1).mean())
+        if name == "fitted temperature":
+            assert float(clf.regularizer_.fitted_temperature) > 2  # it sees the over-confidence
+    assert scores["paper loss"][0] < scores["fine-tuning"][0] - 0.2  # the collapse, reproduced
+    assert scores["fitted temperature"][0] > scores["fine-tuning"][0] - 0.1
+    assert scores["fitted temperature"][1] > 2 * scores["paper loss"][1]  # features stay alive
+
+
+def test_soft_target_temperature_is_fitted_and_saved(tiny_backbone, image_data, tmp_path):
+    X, y = image_data
+    clf = CoTuningClassifier(tiny_backbone, **PARAMS).fit(X, y)
+    reg = clf.regularizer_
+    logits, codes = CoTuningClassifier(tiny_backbone, max_epochs=0, verbose=0, batch_size=16,
+                                       random_state=0).fit(X, y).collect_outputs(X, "source")
+    q = reg.soft_targets[torch.as_tensor(codes)]
+    losses = [float(reg.loss(torch.as_tensor(logits) / t, q)) for t in reg.TEMPERATURES]
+    assert float(reg.fitted_temperature) == pytest.approx(reg.TEMPERATURES[int(np.argmin(losses))])
+    fixed = CoTuningClassifier(tiny_backbone, soft_target_temperature=1.0, **PARAMS).fit(X, y)
+    assert float(fixed.regularizer_.fitted_temperature) == 1.0
+    clf.save_params(f_params=tmp_path / "p.pt")
+    restored = CoTuningClassifier(tiny_backbone, classes=list(clf.classes_), **PARAMS).initialize()
+    restored.load_params(f_params=tmp_path / "p.pt")
+    assert float(restored.regularizer_.fitted_temperature) == float(reg.fitted_temperature)
+    with pytest.raises(ValueError, match="soft_target_temperature"):
+        CoTuningClassifier(tiny_backbone, soft_target_temperature=0, **PARAMS).fit(X, y)

@@ -10,6 +10,7 @@ training split (its preparation) and adds
 from __future__ import annotations
 
 import numbers
+import numbers
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,18 @@ class CoTuning(Regularizer):
     relationship : CategoryRelationship or None, default=None
         Cloned in :meth:`prepare`; ``None`` means ``CategoryRelationship()``
         (the direct method).  It must use ``input="logits"``.
+    temperature : "auto" or float, default="auto"
+        The source logits are divided by it in the soft-target loss.
+        ``"auto"`` fits it in :meth:`prepare`: the value (on a log grid from
+        1/4 to 64) at which the *pre-trained* source head's soft
+        cross-entropy to the relationship's rows is smallest on the training
+        split, so the term starts calibrated in scale.  ``1.0`` is the
+        paper's loss.  Why: a source head that is over-confident on the
+        target data (large logits) starts with a soft-target loss and
+        gradient several times the calibrated one; with the backbone at a
+        high learning rate those first steps drive the penultimate ReLU units
+        dead, the features collapse to zero and Co-Tuning ends far below
+        plain fine-tuning.  On a well-scaled head the fitted value is near 1.
 
     Attributes
     ----------
@@ -91,19 +104,28 @@ class CoTuning(Regularizer):
         ``load_params``, which restores ``soft_targets``).
     leep_ : float
         LEEP score of the source model on the training split.
+    fitted_temperature : Tensor of shape ()
+        Buffer: the temperature the loss uses (saved with the network).
     """
 
     terms = ("cotuning",)
     needs = frozenset({"source"})
 
-    def __init__(self, trade_off: float = 2.3, relationship: Any = None) -> None:
+    def __init__(self, trade_off: float = 2.3, relationship: Any = None, temperature: Any = "auto") -> None:
         super().__init__()
         self.trade_off = trade_off
         self.relationship = relationship
+        self.temperature = temperature
         self.loss = CoTuningLoss()
         self.register_buffer("soft_targets", torch.zeros(0, 0))
+        self.register_buffer("fitted_temperature", torch.ones(()))
 
     def check(self) -> None:
+        t = self.temperature
+        if not ((isinstance(t, str) and t == "auto") or (
+            isinstance(t, numbers.Real) and not isinstance(t, bool) and np.isfinite(t) and t > 0
+        )):
+            raise ValueError(f"temperature must be 'auto' or a float > 0, got {t!r}.")
         rel = self.relationship
         if rel is None:
             return
@@ -140,9 +162,23 @@ class CoTuning(Regularizer):
         table[seen] = rel.soft_targets(classes[seen])
         table[~seen] = rel.source_marginal_  # a class with no sample: never NaN
         self.soft_targets.copy_(torch.as_tensor(table, dtype=torch.float32))
+        if isinstance(self.temperature, str):
+            self.fitted_temperature.fill_(self._fit_temperature(logits, codes))
+        else:
+            self.fitted_temperature.fill_(float(self.temperature))
         self.mark_prepared()
+
+    #: Candidate temperatures of ``temperature="auto"`` (1/4 to 64, 49 values, 1 included).
+    TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(64.0), 49))
+
+    def _fit_temperature(self, logits: np.ndarray, codes: np.ndarray) -> float:
+        """The grid temperature at which the pre-trained head best matches the rows."""
+        z = torch.as_tensor(logits, dtype=torch.float32)
+        q = self.soft_targets.cpu()[torch.as_tensor(codes)]
+        losses = [float(self.loss(z / t, q)) for t in self.TEMPERATURES]
+        return float(self.TEMPERATURES[int(np.argmin(losses))])
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         source = outputs[1]
-        value = self.loss(source, self.soft_targets[y])
+        value = self.loss(source / self.fitted_temperature, self.soft_targets[y])
         return [LossTerm("cotuning", value, float(self.trade_off))]
