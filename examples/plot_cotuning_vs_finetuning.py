@@ -2,8 +2,8 @@
 Co-Tuning vs plain fine-tuning on the digits
 ============================================
 
-The built-in source model, GlyphNet, recognises the 52 Latin letters drawn in
-the format of the UCI handwritten digits. We fine-tune it on 5% of the digits'
+The built-in source model, GlyphNet, recognises 62 printed characters (digits
+and letters) drawn in the format of the UCI handwritten digits. We fine-tune it on 5% of the digits'
 training split, with and without the Co-Tuning term, on the same subsets and
 seeds, and compare test accuracy.
 """
@@ -29,7 +29,7 @@ for seed in range(3):
     idx = sample_rate_indices(y_train, 0.05, random_state=seed)
     for name, trade_off in (("fine-tuning", 0.0), ("Co-Tuning", 2.3)):
         clf = CoTuningClassifier(
-            "glyphnet", trade_off=trade_off, lr=0.02, max_epochs=40, batch_size=16,
+            "glyphnet", trade_off=trade_off, max_epochs=40, batch_size=16,
             random_state=seed, verbose=0,
         )
         clf.fit(X_train[idx], y_train[idx])

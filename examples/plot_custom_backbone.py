@@ -8,7 +8,7 @@ model: pass the instance as ``backbone`` and the path of that layer as
 inputs arrive as float32, as given (here the digits' 0..16 values, which the
 model scales itself).
 
-We pre-train a small multilayer perceptron on the letter corpus for a few
+We pre-train a small multilayer perceptron on the glyph corpus (printed digits and letters) for a few
 seconds, then transfer it to the digits.
 """
 
@@ -33,7 +33,7 @@ class LetterMLP(nn.Module):
 
 
 # %%
-# Pre-train on 40 renderings of each letter (a few seconds).
+# Pre-train on 40 renderings of each character (a few seconds).
 glyphs, letters = make_glyphs(n_per_letter=40, seed=0)
 source = LetterMLP()
 torch.manual_seed(0)
@@ -44,7 +44,7 @@ for _ in range(60):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-print(f"letter training accuracy: {(source(inputs).argmax(1) == targets).float().mean():.3f}")
+print(f"source training accuracy: {(source(inputs).argmax(1) == targets).float().mean():.3f}")
 
 # %%
 # Transfer: fine-tuning vs Co-Tuning on 10% of the digits.

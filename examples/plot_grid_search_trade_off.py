@@ -21,7 +21,7 @@ X_train, X_test, y_train, y_test = train_test_split(
 idx = sample_rate_indices(y_train, 0.1, random_state=0)
 
 grid = GridSearchCV(
-    CoTuningClassifier("glyphnet", lr=0.02, max_epochs=20, batch_size=16, verbose=0,
+    CoTuningClassifier("glyphnet", max_epochs=20, batch_size=16, verbose=0,
                        random_state=0),
     {"trade_off": [0.0, 1.0, 2.3, 5.0]},
     cv=StratifiedKFold(3, shuffle=True, random_state=0),

@@ -26,14 +26,14 @@ idx = sample_rate_indices(y_train, 0.05, random_state=0)
 state = torch.load(WEIGHTS_FILE, weights_only=True)
 scrambled = dict(state)
 generator = torch.Generator().manual_seed(0)
-perm = torch.randperm(52, generator=generator)
+perm = torch.randperm(len(state["fc.bias"]), generator=generator)
 scrambled["fc.weight"], scrambled["fc.bias"] = state["fc.weight"][perm], state["fc.bias"][perm]
 candidates = {"GlyphNet": "DEFAULT", "scrambled head": scrambled, "random init": None}
 
 # %%
 leep, accuracy = {}, {}
 for name, weights in candidates.items():
-    clf = CoTuningClassifier("glyphnet", weights=weights, lr=0.02, max_epochs=40,
+    clf = CoTuningClassifier("glyphnet", weights=weights, max_epochs=40,
                              batch_size=16, verbose=0, random_state=0)
     clf.fit(X_train[idx], y_train[idx])
     # LEEP of the source outputs on the training images (also stored as clf.leep_)

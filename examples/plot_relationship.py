@@ -2,8 +2,8 @@
 Exploring the learned relationship
 ==================================
 
-``relationship_`` is ``p(source class | target class)``: here, which letters
-each digit looks like to the glyph model. The direct approach averages the
+``relationship_`` is ``p(source class | target class)``: here, which printed
+characters each handwritten digit looks like to the glyph model. The direct approach averages the
 source probabilities per class; the reverse approach inverts a logistic
 regression with Bayes' rule.
 """
@@ -21,7 +21,7 @@ for digit, top in zip(clf.classes_, top_source_classes(R, clf.source_classes_, k
     print(digit, "->", ", ".join(f"{name} {p:.2f}" for name, p in top))
 
 # %%
-# The heatmap marks each digit's most likely letter.
+# The heatmap marks each digit's most likely source character.
 plot_relationship(R, clf.classes_, clf.source_classes_)
 plt.show()
 

@@ -76,3 +76,12 @@ def test_paper_protocol_smoke(tmp_path, capsys):
         (50.0, "fine-tuning"), (50.0, "Co-Tuning"), (100.0, "fine-tuning"), (100.0, "Co-Tuning")]
     assert all(0 <= r["ten_crop"] <= 1 and 0 <= r["centre_crop"] <= 1 for r in runs)
     assert "10-crop" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_collapse_sweep_quick(capsys):
+    import collapse_sweep
+
+    assert collapse_sweep.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "no cell more than 5 points below fine-tuning:" in out and "worst cell" in out
