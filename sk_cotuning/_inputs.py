@@ -13,19 +13,39 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import unpack_data
 from torch.utils.data import Dataset
 
 from sk_cotuning._labels import encode_labels
-from sk_cotuning.data import (
-    ArrayDataset,
-    TestTimeViews,
-    TransformedDataset,
-    dataset_kind,
-    default_transforms,
-    make_dataset,
-)
+from sk_cotuning.data import ArrayDataset, TransformedDataset, dataset_kind, make_dataset
+from sk_cotuning.module import NetworkOutput
+from sk_cotuning.transforms import TestTimeViews, default_transforms
 
-__all__ = ["InputsMixin"]
+__all__ = ["InputsMixin", "check_fit_params", "is_shape_error"]
+
+
+_SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and mat2")
+
+
+def is_shape_error(exc: RuntimeError) -> bool:
+    """A RuntimeError from a layer that got an input of the wrong shape (not OOM etc.)."""
+    text = str(exc)
+    return "out of memory" not in text and any(k in text for k in _SHAPE_ERRORS)
+
+
+def check_fit_params(fit_params: dict) -> None:
+    fit_params = {k: v for k, v in fit_params.items() if not k.startswith("_")}  # skorch's own
+    if "sample_weight" in fit_params:
+        raise TypeError(
+            "sample_weight is not supported: the loss weighs every sample equally. To weigh "
+            "classes, pass criterion__weight=torch.tensor([...]) (one weight per class, in "
+            "the order of classes_)."
+        )
+    if fit_params:
+        raise TypeError(
+            f"fit() got unexpected keyword arguments {sorted(fit_params)}; the network's "
+            f"forward takes only X."
+        )
 
 
 class InputsMixin:
@@ -140,3 +160,41 @@ class InputsMixin:
             probas.append(nonlin(target).reshape(n, v, -1).mean(1).cpu())
         return torch.cat(probas).numpy()
 
+    def collect_outputs(
+        self, X: Any, field: str = "source", desc: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One network output over ``X`` (evaluation mode, no grad), with label indices.
+
+        Parameters
+        ----------
+        X : array-like or Dataset
+            Inputs as in :meth:`fit`, or a dataset of this estimator.
+        field : {"target", "source", "features"}, default="source"
+        desc : str or None
+            Progress-bar label (shown when ``verbose``).
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples, n_outputs), float32
+        codes : ndarray of shape (n_samples,)
+            Label indices carried by the dataset (0 for unlabelled inputs).
+        """
+        index = NetworkOutput.FIELDS.index(field)
+        iterator = self.get_iterator(self.get_dataset(X), training=False)
+        if self.verbose and desc:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc=desc, unit="batch", leave=False)
+        # under AccelerateMixin the loader is sharded across processes: gather, so
+        # every rank prepares from the whole training split (not its shard)
+        accelerator = getattr(self, "accelerator", None)
+        outputs, codes = [], []
+        for batch in iterator:
+            _, yi = unpack_data(batch)
+            out = self.evaluation_step(batch, training=False)[index].float()
+            code = torch.as_tensor(yi, device=out.device).reshape(-1)
+            if accelerator is not None:
+                out, code = accelerator.gather_for_metrics((out, code))
+            outputs.append(out.cpu())
+            codes.append(code.cpu())
+        return torch.cat(outputs).numpy(), torch.cat(codes).numpy()

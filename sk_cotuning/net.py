@@ -25,13 +25,12 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 from skorch import NeuralNetClassifier
-from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 from torch.utils.data import DataLoader
 
 from sk_cotuning._device import AutoDeviceMixin, check_device
-from sk_cotuning._inputs import InputsMixin
+from sk_cotuning._inputs import InputsMixin, check_fit_params, is_shape_error
 from sk_cotuning._labels import check_fit_targets
 from sk_cotuning.backbones import build_backbone
 from sk_cotuning.callbacks import default_callbacks
@@ -51,30 +50,6 @@ from sk_cotuning.regularization import REGULARIZERS, Regularizer, make_regulariz
 __all__ = ["FineTuningClassifier"]
 
 _SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
-
-
-_SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and mat2")
-
-
-def _is_shape_error(exc: RuntimeError) -> bool:
-    """A RuntimeError from a layer that got an input of the wrong shape (not OOM etc.)."""
-    text = str(exc)
-    return "out of memory" not in text and any(k in text for k in _SHAPE_ERRORS)
-
-
-def _check_fit_params(fit_params: dict) -> None:
-    fit_params = {k: v for k, v in fit_params.items() if not k.startswith("_")}  # skorch's own
-    if "sample_weight" in fit_params:
-        raise TypeError(
-            "sample_weight is not supported: the loss weighs every sample equally. To weigh "
-            "classes, pass criterion__weight=torch.tensor([...]) (one weight per class, in "
-            "the order of classes_)."
-        )
-    if fit_params:
-        raise TypeError(
-            f"fit() got unexpected keyword arguments {sorted(fit_params)}; the network's "
-            f"forward takes only X."
-        )
 
 
 class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
@@ -435,7 +410,7 @@ use_caching, torch_load_kwargs, **kwargs
             with torch.autocast(torch.device(self.device_).type, dtype=self.amp_dtype_):
                 return self.module_(x, **fit_params)
         except RuntimeError as exc:
-            if not _is_shape_error(exc):
+            if not is_shape_error(exc):
                 raise
             raise ValueError(
                 f"The network could not process a batch of shape {tuple(x.shape)} "
@@ -472,45 +447,6 @@ use_caching, torch_load_kwargs, **kwargs
                 self.history.record_batch(f"{name}_loss", float(value.detach()) if torch.is_tensor(value) else value)
         return loss
 
-    def collect_outputs(
-        self, X: Any, field: str = "source", desc: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One network output over ``X`` (evaluation mode, no grad), with label indices.
-
-        Parameters
-        ----------
-        X : array-like or Dataset
-            Inputs as in :meth:`fit`, or a dataset of this estimator.
-        field : {"target", "source", "features"}, default="source"
-        desc : str or None
-            Progress-bar label (shown when ``verbose``).
-
-        Returns
-        -------
-        outputs : ndarray of shape (n_samples, n_outputs), float32
-        codes : ndarray of shape (n_samples,)
-            Label indices carried by the dataset (0 for unlabelled inputs).
-        """
-        index = NetworkOutput.FIELDS.index(field)
-        iterator = self.get_iterator(self.get_dataset(X), training=False)
-        if self.verbose and desc:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(iterator, desc=desc, unit="batch", leave=False)
-        # under AccelerateMixin the loader is sharded across processes: gather, so
-        # every rank prepares from the whole training split (not its shard)
-        accelerator = getattr(self, "accelerator", None)
-        outputs, codes = [], []
-        for batch in iterator:
-            _, yi = unpack_data(batch)
-            out = self.evaluation_step(batch, training=False)[index].float()
-            code = torch.as_tensor(yi, device=out.device).reshape(-1)
-            if accelerator is not None:
-                out, code = accelerator.gather_for_metrics((out, code))
-            outputs.append(out.cpu())
-            codes.append(code.cpu())
-        return torch.cat(outputs).numpy(), torch.cat(codes).numpy()
-
     # ------------------------------------------------------------- public API
     @contextmanager
     def _seeded(self) -> Iterator[None]:
@@ -545,7 +481,7 @@ use_caching, torch_load_kwargs, **kwargs
         self
         """
         self._check_params()
-        _check_fit_params(fit_params)
+        check_fit_params(fit_params)
         if not self.warm_start or not self.initialized_:
             self._set_classes(y)
         if is_path_list(X):
@@ -572,7 +508,7 @@ use_caching, torch_load_kwargs, **kwargs
         -------
         self
         """
-        _check_fit_params(fit_params)
+        check_fit_params(fit_params)
         if not self.initialized_:
             self._check_params()
             self._set_classes(y, classes)

@@ -10,7 +10,6 @@ training split (its preparation) and adds
 from __future__ import annotations
 
 import numbers
-import numbers
 from typing import Any
 
 import numpy as np
