@@ -12,4 +12,11 @@ fi
 # torch and torchvision first, pinned: the pair that works on this platform.
 .venv/bin/python -m pip install -q -c constraints.txt torch torchvision
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[tests,benchmarks,docs]"
+# Real target data for the Fashion-MNIST job and its tests: Debian's package, where apt
+# exists and we are root (elsewhere: load_fashion_mnist(download=True) or data_home=).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+    || echo "note: could not install dataset-fashion-mnist; the Fashion-MNIST job needs its files"
+fi
 .venv/bin/python -c "import sk_cotuning, torch, torchvision, skorch; print('sk-cotuning', sk_cotuning.__version__, '| torch', torch.__version__, '| torchvision', torchvision.__version__, '| skorch', skorch.__version__)"

@@ -30,7 +30,9 @@ _SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and
 def is_shape_error(exc: RuntimeError) -> bool:
     """A RuntimeError from a layer that got an input of the wrong shape (not OOM etc.)."""
     text = str(exc)
-    return "out of memory" not in text and any(k in text for k in _SHAPE_ERRORS)
+    if any(k in text for k in ("out of memory", "device", "CUDA", "cuDNN")):
+        return False  # resource and placement errors pass through unchanged
+    return any(k in text for k in _SHAPE_ERRORS)
 
 
 def check_fit_params(fit_params: dict) -> None:

@@ -23,7 +23,7 @@ from sk_cotuning.classifier import CoTuningClassifier
 from sk_cotuning.datasets import CHARACTERS, sample_rate_indices
 from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship, top_source_classes
 
-__all__ = ["DemoConfig", "run_demo", "format_report", "digits_split"]
+__all__ = ["DemoConfig", "run_demo", "format_report", "digits_split", "paired_summary"]
 
 FINE_TUNING, CO_TUNING = "fine-tuning", "Co-Tuning"
 
@@ -124,21 +124,7 @@ def run_demo(config: DemoConfig | None = None, progress: Callable[[str], None] |
         say(line + f"  ({time.perf_counter() - start:.0f}s)")
     R = np.mean(relationships, axis=0)
     ft, co = np.array(acc[FINE_TUNING]), np.array(acc[CO_TUNING])
-    diff = co - ft
-    summary = {
-        "n_train": int(len(idx)),
-        "fine_tuning_mean": float(ft.mean()),
-        "fine_tuning_std": float(ft.std(ddof=1)) if len(ft) > 1 else 0.0,
-        "cotuning_mean": float(co.mean()),
-        "cotuning_std": float(co.std(ddof=1)) if len(co) > 1 else 0.0,
-        "paired_difference_mean": float(diff.mean()),
-        "paired_difference_se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0,
-        "wins": int((diff > 0).sum()),
-        "ties": int((diff == 0).sum()),
-        "losses": int((diff < 0).sum()),
-        "error_rate_reduction": float((co.mean() - ft.mean()) / (1 - ft.mean())) if ft.mean() < 1 else 0.0,
-        "seconds": round(time.perf_counter() - start, 1),
-    }
+    summary = paired_summary(ft, co, len(idx), time.perf_counter() - start)
     results = {
         "config": asdict(config),
         "accuracy": acc,
@@ -155,6 +141,32 @@ def run_demo(config: DemoConfig | None = None, progress: Callable[[str], None] |
     results["json"] = str(out / "cotuning_digits.json")
     Path(results["json"]).write_text(json.dumps(results, indent=2, default=repr) + "\n")
     return results
+
+
+def paired_summary(ft: np.ndarray, co: np.ndarray, n_train: int, seconds: float) -> dict:
+    """Means, standard deviations, the paired difference and the error-rate reduction.
+
+    Parameters
+    ----------
+    ft, co : ndarray of shape (n_seeds,)
+        Accuracies of fine-tuning and Co-Tuning, paired by seed.
+    """
+    diff = co - ft
+    n = len(diff)
+    return {
+        "n_train": int(n_train),
+        "fine_tuning_mean": float(ft.mean()),
+        "fine_tuning_std": float(ft.std(ddof=1)) if n > 1 else 0.0,
+        "cotuning_mean": float(co.mean()),
+        "cotuning_std": float(co.std(ddof=1)) if n > 1 else 0.0,
+        "paired_difference_mean": float(diff.mean()),
+        "paired_difference_se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "wins": int((diff > 0).sum()),
+        "ties": int((diff == 0).sum()),
+        "losses": int((diff < 0).sum()),
+        "error_rate_reduction": float((co.mean() - ft.mean()) / (1 - ft.mean())) if ft.mean() < 1 else 0.0,
+        "seconds": round(seconds, 1),
+    }
 
 
 def _figure(R: np.ndarray, acc: dict[str, list[float]], path: Path) -> Path:

@@ -2,8 +2,9 @@
 
 The single entry point is :func:`build_backbone`.  ``backbone=`` may be
 
-- a built-in name (``"glyphnet"``, offline) or a torchvision classification
-  model name (``"resnet50"``);
+- a built-in name (``"glyphnet"``, offline; ``"efficientnet_lite0"``, real
+  ImageNet-1k weights from a package), a torchvision classification model
+  name (``"resnet50"``), or ``"timm/<name>"`` for any timm model;
 - a user's own ``nn.Module``, deep-copied so the object passed in is never
   modified and every fit starts from the same weights;
 - a factory: any picklable callable taking no arguments that returns an
@@ -23,14 +24,17 @@ from typing import Any
 
 from torch import nn
 
-from sk_cotuning.backbones import _torchvision
+from sk_cotuning.backbones import _timm, _torchvision
 from sk_cotuning.backbones._base import Backbone, Preprocessing, load_into, split_model
 from sk_cotuning.backbones._weights import resolve_weights
 
 __all__ = ["Backbone", "Preprocessing", "available_backbones", "build_backbone"]
 
 #: Built-in backbones: name -> module with ``build(weights, source_head, verbose)``.
-BUILTINS = MappingProxyType({"glyphnet": "sk_cotuning.backbones.glyphnet"})
+BUILTINS = MappingProxyType({
+    "glyphnet": "sk_cotuning.backbones.glyphnet",
+    "efficientnet_lite0": "sk_cotuning.backbones.efficientnet_lite",
+})
 
 
 def available_backbones() -> list[str]:
@@ -82,6 +86,8 @@ def build_backbone(
     if isinstance(backbone, str):
         if backbone in BUILTINS:
             return importlib.import_module(BUILTINS[backbone]).build(weights, source_head, verbose)
+        if backbone.startswith(_timm.PREFIX):
+            return _timm.build(backbone[len(_timm.PREFIX):], weights, source_head, verbose)
         return _torchvision.build(backbone, weights, source_head, verbose)
     if callable(backbone):
         made = backbone()

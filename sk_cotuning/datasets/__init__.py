@@ -1,14 +1,17 @@
-"""Data helpers: image folders, sampling rates, and the glyph corpus."""
+"""Data helpers: image folders, sampling rates, the glyph corpus, Fashion-MNIST."""
 
+from sk_cotuning.datasets.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from sk_cotuning.datasets.folders import IMAGE_EXTENSIONS, load_image_folder
 from sk_cotuning.datasets.glyphs import CHARACTERS, LETTERS, glyph_fonts, make_glyphs
 from sk_cotuning.datasets.sampling import sample_rate_indices
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "CHARACTERS",
+    "FASHION_MNIST_CLASSES",
+    "IMAGE_EXTENSIONS",
     "LETTERS",
     "glyph_fonts",
+    "load_fashion_mnist",
     "load_image_folder",
     "make_glyphs",
     "sample_rate_indices",
