@@ -23,7 +23,15 @@ from sk_cotuning.classifier import CoTuningClassifier
 from sk_cotuning.datasets import CHARACTERS, sample_rate_indices
 from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship, top_source_classes
 
-__all__ = ["DemoConfig", "run_demo", "format_report", "digits_split", "paired_summary"]
+__all__ = [
+    "DemoConfig",
+    "comparison_lines",
+    "digits_split",
+    "format_report",
+    "paired_summary",
+    "run_demo",
+    "save_figure",
+]
 
 FINE_TUNING, CO_TUNING = "fine-tuning", "Co-Tuning"
 
@@ -183,6 +191,28 @@ def _figure(R: np.ndarray, acc: dict[str, list[float]], path: Path) -> Path:
     left.set_ylabel("target digit")
     left.set_xlabel("source character (printed)")
     plot_paired_accuracy(acc, ax=right)
+    return save_figure(fig, path)
+
+
+def comparison_lines(summary: dict) -> list[str]:
+    """The accuracy table and the paired difference of a fine-tuning/Co-Tuning comparison."""
+    s = summary
+    return [
+        f"{'method':<14}{'accuracy (%)':>22}",
+        f"{FINE_TUNING:<14}{100 * s['fine_tuning_mean']:>14.2f} ± {100 * s['fine_tuning_std']:.2f}",
+        f"{CO_TUNING:<14}{100 * s['cotuning_mean']:>14.2f} ± {100 * s['cotuning_std']:.2f}",
+        "",
+        f"paired difference (Co-Tuning - fine-tuning): {100 * s['paired_difference_mean']:+.2f} "
+        f"± {100 * s['paired_difference_se']:.2f} points (mean ± s.e.); "
+        f"wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}",
+        f"error-rate reduction: {100 * s['error_rate_reduction']:.1f}%",
+    ]
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, save at 110 dpi and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -196,14 +226,7 @@ def format_report(results: dict) -> str:
         f"Co-Tuning vs fine-tuning on the UCI digits: {100 * c['rate']:g}% sampling rate "
         f"({s['n_train']} training images), {c['seeds']} paired seeds, {c['test_size']} test images",
         "",
-        f"{'method':<14}{'accuracy (%)':>22}",
-        f"{FINE_TUNING:<14}{100 * s['fine_tuning_mean']:>14.2f} ± {100 * s['fine_tuning_std']:.2f}",
-        f"{CO_TUNING:<14}{100 * s['cotuning_mean']:>14.2f} ± {100 * s['cotuning_std']:.2f}",
-        "",
-        f"paired difference (Co-Tuning - fine-tuning): {100 * s['paired_difference_mean']:+.2f} "
-        f"± {100 * s['paired_difference_se']:.2f} points (mean ± s.e.); "
-        f"wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}",
-        f"error-rate reduction: {100 * s['error_rate_reduction']:.1f}%",
+        *comparison_lines(s),
         "",
         "top-3 printed source characters per handwritten digit (p(character | digit)):",
     ]

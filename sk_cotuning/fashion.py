@@ -25,7 +25,7 @@ from sklearn.model_selection import train_test_split
 
 from sk_cotuning.classifier import CoTuningClassifier
 from sk_cotuning.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, sample_rate_indices
-from sk_cotuning.demo import CO_TUNING, FINE_TUNING, paired_summary
+from sk_cotuning.demo import CO_TUNING, FINE_TUNING, comparison_lines, paired_summary, save_figure
 from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship, top_source_classes
 
 __all__ = ["FashionConfig", "format_fashion_report", "run_fashion"]
@@ -145,10 +145,7 @@ def _figure(R: np.ndarray, names: list[str], acc: dict, path: Path) -> Path:
                       source_names=[names[j] for j in columns], ax=left)
     left.set_title("p(ImageNet class | garment), the top-3 classes of each garment")
     plot_paired_accuracy(acc, ax=right)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def format_fashion_report(results: dict) -> str:
@@ -159,14 +156,7 @@ def format_fashion_report(results: dict) -> str:
         f"{c['per_class']} images per class ({s['n_train']}), {c['size']} px, "
         f"{c['seeds']} paired seeds, {c['test_size']} test images",
         "",
-        f"{'method':<14}{'accuracy (%)':>22}",
-        f"{FINE_TUNING:<14}{100 * s['fine_tuning_mean']:>14.2f} ± {100 * s['fine_tuning_std']:.2f}",
-        f"{CO_TUNING:<14}{100 * s['cotuning_mean']:>14.2f} ± {100 * s['cotuning_std']:.2f}",
-        "",
-        f"paired difference (Co-Tuning - fine-tuning): {100 * s['paired_difference_mean']:+.2f} "
-        f"± {100 * s['paired_difference_se']:.2f} points (mean ± s.e.); "
-        f"wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}",
-        f"error-rate reduction: {100 * s['error_rate_reduction']:.1f}%   "
+        *comparison_lines(s),
         f"LEEP of the source model: {s['leep_mean']:.3f}",
         "",
         "top-3 ImageNet classes per garment (p(ImageNet class | garment)):",

@@ -431,20 +431,20 @@ use_caching, torch_load_kwargs, **kwargs
         if regularizer is not None:
             for term in regularizer(y_pred, y):
                 loss = loss + term.weight * term.value
-                values[term.name] = term.value
+                values[term.name] = term.value.detach()
         if training:
-            total = loss.item()
+            total, target_value = loss.item(), target_loss.item()
             if not math.isfinite(total):
                 raise FloatingPointError(
-                    f"The training loss became {total} (target loss {target_loss.item()}) "
+                    f"The training loss became {total} (target loss {target_value}) "
                     f"in epoch {len(self.history)}, batch {len(self.history[-1, 'batches']) + 1}: "
                     f"training diverged, so fit stopped instead of returning a network that "
                     f"predicts NaN. Lower lr (now {self.lr}) or the regulariser's weight, or "
                     f"check the inputs' scale."
                 )
-            self.history.record_batch("target_loss", target_loss.item())
+            self.history.record_batch("target_loss", target_value)
             for name, value in values.items():
-                self.history.record_batch(f"{name}_loss", float(value.detach()) if torch.is_tensor(value) else value)
+                self.history.record_batch(f"{name}_loss", float(value))
         return loss
 
     # ------------------------------------------------------------- public API

@@ -165,7 +165,6 @@ class CoTuning(Regularizer):
             self.fitted_temperature.fill_(self._fit_temperature(logits, codes))
         else:
             self.fitted_temperature.fill_(float(self.temperature))
-        self.mark_prepared()
 
     #: Candidate temperatures of ``temperature="auto"`` (1/4 to 64, 49 values, 1 included).
     TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(64.0), 49))
