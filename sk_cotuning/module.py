@@ -135,6 +135,8 @@ class FineTuningNetwork(nn.Module):
         self.target_head = nn.Linear(backbone.source_head.in_features, n_classes)
         self.regularizer = regularizer
         self.use_source_head = use_source_head
+        if regularizer is not None and hasattr(regularizer, "attach"):
+            regularizer.attach(self)  # e.g. a frozen pre-trained copy, forward hooks
 
     @property
     def n_source(self) -> int:

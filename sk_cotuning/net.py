@@ -81,10 +81,14 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
     source_head : str or None, default=None
         Dotted path of the backbone's final ``nn.Linear`` classifier; found by
         rule for torchvision families.
-    regularizer : str, Regularizer or None, default=None
-        A name from ``sk_cotuning.regularization.REGULARIZERS``, an instance
-        (cloned in ``fit``), or ``None`` for plain fine-tuning.  Set its
-        hyper-parameters with ``regularizer__<param>=...`` (searchable).
+    regularizer : str, Regularizer, list or None, default=None
+        A name from ``sk_cotuning.regularization.REGULARIZERS``
+        (``"co_tuning"``, ``"l2_sp"``, ``"delta"``, ``"bss"``, ``"lwf"``,
+        ``"stochnorm"``, ``"lp_ft"``), an instance (cloned in ``fit``), a
+        list of those to combine (e.g. ``["co_tuning", "bss"]``), or ``None``
+        for plain fine-tuning.  Set its hyper-parameters with
+        ``regularizer__<param>=...`` (``regularizer__<name>__<param>`` in a
+        combination); searchable, as is ``regularizer`` itself.
     lr : float, default=0.01
         Learning rate of the new target head (and of a regulariser's own
         parameters).
@@ -169,7 +173,7 @@ use_caching, torch_load_kwargs, **kwargs
     _parameter_constraints: dict = {
         "backbone": [str, nn.Module, callable],
         "source_head": [str, None],
-        "regularizer": [StrOptions(set(REGULARIZERS)), Regularizer, None],
+        "regularizer": [StrOptions(set(REGULARIZERS)), Regularizer, list, tuple, None],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "backbone_lr_mult": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "step"}), None],
@@ -318,19 +322,26 @@ use_caching, torch_load_kwargs, **kwargs
         return make_regularizer(self.regularizer, self.get_params_for("regularizer"))
 
     def _loss_term_names(self) -> tuple[str, ...]:
-        spec = self.regularizer
-        if isinstance(spec, str):
-            return REGULARIZERS[spec].terms if spec in REGULARIZERS else ()
-        return tuple(getattr(spec, "terms", ()))
+        try:
+            regularizer = self._make_regularizer()
+        except (ValueError, TypeError):
+            return ()  # reported by _check_params in fit
+        return tuple(regularizer.terms) if regularizer is not None else ()
+
+    def _runtime_device(self) -> str:
+        """The device this fit computes on (the accelerated variants ask the accelerator)."""
+        device = self.device
+        return str(torch.device(device)) if device is not None else "cpu"
 
     def _resolve_runtime(self) -> None:
-        """The device and precision of this fit (also under AccelerateMixin)."""
-        device = self.device
-        self.device_ = str(torch.device(device)) if device is not None else "cpu"
+        """The device and precision of this fit."""
+        self.device_ = self._runtime_device()
         on_cuda = torch.device(self.device_).type == "cuda"
         amp = self.amp
         if amp is True or (isinstance(amp, str) and amp == "auto"):
             amp = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else None
+        if getattr(self, "accelerator", None) is not None:
+            amp = None  # the Accelerator's mixed_precision decides (checked in _check_params)
         self.amp_dtype_ = torch.bfloat16 if amp == "bf16" else None
         use_cl = self.channels_last is True or (self.channels_last == "auto" and on_cuda)
         self.channels_last_ = bool(use_cl)
@@ -381,7 +392,11 @@ use_caching, torch_load_kwargs, **kwargs
         named = list(self.get_all_learnable_params())
         args, kwargs = self.get_params_for_optimizer("optimizer", named)
         if self.optimizer is torch.optim.SGD:
-            for key, value in _SGD_DEFAULTS.items():
+            defaults = dict(_SGD_DEFAULTS)
+            regularizer = self.regularizer_
+            if regularizer is not None and regularizer.weight_decay is not None:
+                defaults["weight_decay"] = regularizer.weight_decay  # e.g. L2-SP replaces it
+            for key, value in defaults.items():
                 kwargs.setdefault(key, value)
         if "param_groups" not in self.get_params_for("optimizer"):
             new = ("target_head.", "regularizer.")

@@ -115,7 +115,7 @@ def test_the_instance_passed_is_never_modified(tiny_backbone, image_data):
 @pytest.mark.parametrize(
     "spec, params, error, match",
     [
-        ("l2_sp", {}, ValueError, "'regularizer' parameter"),
+        ("l2_spp", {}, ValueError, "'regularizer' parameter"),
         (42, {}, ValueError, "'regularizer' parameter"),
         ("co_tuning", {"gamma": 1}, ValueError, "Invalid parameter 'gamma'.*trade_off"),
         (None, {"trade_off": 1}, ValueError, "regularizer=None"),
@@ -129,8 +129,8 @@ def test_bad_regularizer(tiny_backbone, image_data, spec, params, error, match):
 
 
 def test_make_regularizer_errors():
-    with pytest.raises(ValueError, match="Unknown regularizer 'bss'"):
-        make_regularizer("bss", {})
+    with pytest.raises(ValueError, match="Unknown regularizer 'bsss'"):
+        make_regularizer("bsss", {})
     with pytest.raises(TypeError, match="Regularizer instance"):
         make_regularizer(object(), {})
     with pytest.raises(TypeError, match="CategoryRelationship"):

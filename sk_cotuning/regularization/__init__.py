@@ -1,9 +1,11 @@
 """Fine-tuning regularisers, one small module per method (tllib's idiom).
 
 ``FineTuningClassifier(regularizer=...)`` takes a name from
-:data:`REGULARIZERS`, a :class:`Regularizer` instance, or ``None`` (plain
-fine-tuning); ``regularizer__<param>=...`` sets its hyper-parameters and is
-searchable.  See "Writing a regulariser" in the user guide.
+:data:`REGULARIZERS`, a :class:`Regularizer` instance, a list of those
+(combined: ``["co_tuning", "bss"]``), or ``None`` (plain fine-tuning);
+``regularizer__<param>=...`` sets its hyper-parameters and is searchable
+(``regularizer__<name>__<param>`` in a combination).  See "Choosing a
+method" and "Writing a regulariser" in the user guide.
 """
 
 from __future__ import annotations
@@ -14,12 +16,53 @@ from typing import Any
 from sklearn.base import clone
 
 from sk_cotuning.regularization._base import LossTerm, Regularizer
+from sk_cotuning.regularization.bss import BSS
 from sk_cotuning.regularization.co_tuning import CoTuning, CoTuningLoss
+from sk_cotuning.regularization.combined import Combined
+from sk_cotuning.regularization.delta import DELTA
+from sk_cotuning.regularization.l2_sp import L2SP
+from sk_cotuning.regularization.lp_ft import LPFT
+from sk_cotuning.regularization.lwf import LWF
+from sk_cotuning.regularization.stochnorm import StochNorm
 
-__all__ = ["REGULARIZERS", "CoTuning", "CoTuningLoss", "LossTerm", "Regularizer", "make_regularizer"]
+__all__ = [
+    "BSS",
+    "DELTA",
+    "L2SP",
+    "LPFT",
+    "LWF",
+    "REGULARIZERS",
+    "Combined",
+    "CoTuning",
+    "CoTuningLoss",
+    "LossTerm",
+    "Regularizer",
+    "StochNorm",
+    "make_regularizer",
+]
 
 #: Regularisers available by name (read-only).
-REGULARIZERS = MappingProxyType({"co_tuning": CoTuning})
+REGULARIZERS = MappingProxyType({
+    cls.name: cls for cls in (CoTuning, L2SP, DELTA, BSS, LWF, StochNorm, LPFT)
+})
+
+
+def _one(spec: Any) -> Regularizer:
+    """A fresh regulariser from a name or an instance (cloned, never modified)."""
+    if isinstance(spec, str):
+        if spec not in REGULARIZERS:
+            raise ValueError(
+                f"Unknown regularizer {spec!r}; use one of {sorted(REGULARIZERS)}, a "
+                f"Regularizer instance, a list of those, or None (plain fine-tuning)."
+            )
+        return REGULARIZERS[spec]()
+    if isinstance(spec, Regularizer):
+        return clone(spec)
+    raise TypeError(
+        f"regularizer must be a name ({sorted(REGULARIZERS)}), a "
+        f"sk_cotuning.regularization.Regularizer instance, a list of those, or None, "
+        f"got {type(spec).__name__}."
+    )
 
 
 def make_regularizer(spec: Any, params: dict[str, Any]) -> Regularizer | None:
@@ -27,9 +70,10 @@ def make_regularizer(spec: Any, params: dict[str, Any]) -> Regularizer | None:
 
     Parameters
     ----------
-    spec : str, Regularizer or None
+    spec : str, Regularizer, list or None
         A name from :data:`REGULARIZERS`, an instance (cloned, never
-        modified), or ``None``.
+        modified), a list of those (a :class:`Combined`, whose parts are
+        named by their ``name``), or ``None``.
     params : dict
         Hyper-parameters, applied with ``set_params``.
 
@@ -44,21 +88,11 @@ def make_regularizer(spec: Any, params: dict[str, Any]) -> Regularizer | None:
                 f"regularizer=None; name a regularizer or drop them."
             )
         return None
-    if isinstance(spec, str):
-        if spec not in REGULARIZERS:
-            raise ValueError(
-                f"Unknown regularizer {spec!r}; use one of {sorted(REGULARIZERS)}, a "
-                f"Regularizer instance, or None (plain fine-tuning)."
-            )
-        regularizer = REGULARIZERS[spec]()
-    elif isinstance(spec, Regularizer):
-        regularizer = clone(spec)
+    if isinstance(spec, (list, tuple)):
+        parts = [_one(item) for item in spec]
+        regularizer: Regularizer = Combined([(part.name, part) for part in parts])
     else:
-        raise TypeError(
-            f"regularizer must be a name ({sorted(REGULARIZERS)}), a "
-            f"sk_cotuning.regularization.Regularizer instance or None, got "
-            f"{type(spec).__name__}."
-        )
+        regularizer = _one(spec)
     regularizer.set_params(**params)
     regularizer.check()
     return regularizer

@@ -10,7 +10,10 @@ optimiser through skorch's ``get_all_learnable_params``.
 The estimator calls, in order:
 
 1. ``bind(n_classes, n_source, n_features)`` once, when the network is built,
-   to allocate buffers of the right shapes (so a saved state loads back);
+   to allocate buffers of the right shapes (so a saved state loads back),
+   then ``attach(network)`` once the network holds it (a regulariser that
+   reads parameters or intermediate feature maps keeps a reference there,
+   takes a frozen pre-trained copy, or registers forward hooks);
 2. ``prepare(net, dataset)`` once per fresh fit, from the
    :class:`~sk_cotuning.callbacks.PrepareRegularizer` callback, on the
    training split and the still pre-trained network; skipped when the
@@ -71,6 +74,12 @@ class Regularizer(nn.Module):
 
     terms: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: The name in ``REGULARIZERS`` (and in a combination's parameter prefixes).
+    name: ClassVar[str] = "regularizer"
+    #: The SGD weight decay the estimator defaults to with this method (``None``:
+    #: the estimator's 5e-4).  Methods whose own terms replace weight decay
+    #: (L2-SP, DELTA: ``||w - w0||^2`` is not ``||w||^2``) set 0.0, as tllib does.
+    weight_decay: ClassVar[float | None] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,6 +132,33 @@ class Regularizer(nn.Module):
 
     def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
         """Allocate state for a network of these sizes (called once, at build)."""
+
+    def attach(self, network: nn.Module) -> None:
+        """Called once the network holds this regulariser, before any device move.
+
+        The default keeps a reference to the network (not registered as a
+        submodule, so it is neither saved twice nor a cycle for
+        ``named_modules``), readable as :attr:`network`.  Subclasses that
+        take a frozen pre-trained copy or register forward hooks do so here,
+        and call ``super().attach(network)``.
+
+        Parameters
+        ----------
+        network : FineTuningNetwork
+            Still holding the pre-trained weights.
+        """
+        object.__setattr__(self, "_network", network)
+
+    @property
+    def network(self) -> nn.Module:
+        """The :class:`~sk_cotuning.module.FineTuningNetwork` this regulariser lives in."""
+        network = self.__dict__.get("_network")
+        if network is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to a network yet; the estimator "
+                f"attaches it when it builds the network in fit."
+            )
+        return network
 
     def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
         """Prepare once from the pre-trained network on the training split.

@@ -109,6 +109,7 @@ class CoTuning(Regularizer):
 
     terms = ("cotuning",)
     needs = frozenset({"source"})
+    name = "co_tuning"
 
     def __init__(self, trade_off: float = 2.3, relationship: Any = None, temperature: Any = "auto") -> None:
         super().__init__()

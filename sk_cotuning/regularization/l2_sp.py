@@ -1,0 +1,91 @@
+"""L2-SP (Li, Grandvalet & Davoine, ICML 2018): stay near the starting point.
+
+``loss += alpha * 0.5 * ||w - w0||^2  +  beta * 0.5 * ||w_head||^2``, with
+``w`` the backbone's parameters, ``w0`` their pre-trained values (the
+starting point) and ``w_head`` the new target head's parameters; tllib's
+``SPRegularization`` and ``L2Regularization``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+from torch import nn
+
+from sk_cotuning.regularization._base import LossTerm, Regularizer
+
+__all__ = ["L2SP", "head_l2", "starting_point_distance"]
+
+
+def starting_point_distance(params: list[torch.Tensor], start: list[torch.Tensor]) -> torch.Tensor:
+    """``0.5 * sum_i ||params[i] - start[i]||^2`` in float32 (a scalar)."""
+    total = params[0].new_zeros((), dtype=torch.float32)
+    for w, w0 in zip(params, start):
+        total = total + 0.5 * (w.float() - w0.float()).pow(2).sum()
+    return total
+
+
+def head_l2(head: nn.Module) -> torch.Tensor:
+    """``0.5 * ||w||^2`` over a head's parameters (weight and bias), a scalar."""
+    return sum(0.5 * p.float().pow(2).sum() for p in head.parameters())
+
+
+def _check_weight(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
+
+
+class L2SP(Regularizer):
+    """L2-SP: penalise the distance of the backbone from its pre-trained weights.
+
+    Parameters
+    ----------
+    alpha : float, default=0.01
+        Weight of ``0.5 * ||w - w0||^2`` over the backbone's parameters
+        (tllib's ``--trade-off-backbone`` default).
+    beta : float, default=0.01
+        Weight of ``0.5 * ||w_head||^2`` over the new target head's
+        parameters (``--trade-off-head``).
+
+    Attributes
+    ----------
+    start : nn.Module
+        Buffers ``p0, p1, ...``: the backbone's pre-trained parameters, taken
+        when the network is built (so saved and reloaded with it; they double
+        the backbone's memory, as in tllib).
+
+    Notes
+    -----
+    The estimator's default SGD weight decay becomes 0 with this method
+    (:attr:`weight_decay`), since ``||w - w0||^2`` replaces ``||w||^2``;
+    pass ``optimizer__weight_decay`` to set one anyway.
+    """
+
+    terms = ("l2_sp", "head_l2")
+    name = "l2_sp"
+    weight_decay = 0.0
+
+    def __init__(self, alpha: float = 0.01, beta: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.beta = beta
+        self.start = nn.Module()
+
+    def check(self) -> None:
+        _check_weight("alpha", self.alpha)
+        _check_weight("beta", self.beta)
+
+    def attach(self, network: nn.Module) -> None:
+        super().attach(network)
+        for i, param in enumerate(network.features.parameters()):
+            self.start.register_buffer(f"p{i}", param.detach().clone())
+
+    def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
+        params = list(self.network.features.parameters())
+        start = [getattr(self.start, f"p{i}") for i in range(len(params))]
+        return [
+            LossTerm("l2_sp", starting_point_distance(params, start), float(self.alpha)),
+            LossTerm("head_l2", head_l2(self.network.target_head), float(self.beta)),
+        ]

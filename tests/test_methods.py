@@ -1,0 +1,413 @@
+"""The methods Co-Tuning is compared with (issue 12): formulas, gradient flow, persistence.
+
+Each loss is checked against the formula re-implemented here from the
+papers / tllib on random tensors, and each method for what it must leave
+alone: the frozen pre-trained copies stay the pre-trained weights, never
+reach the optimiser, and stay in evaluation mode.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import GridSearchCV
+from torch import nn
+
+from sk_cotuning import FineTuningClassifier
+from sk_cotuning.regularization import (
+    BSS,
+    DELTA,
+    L2SP,
+    LPFT,
+    LWF,
+    REGULARIZERS,
+    Combined,
+    CoTuning,
+    StochNorm,
+    make_regularizer,
+)
+from sk_cotuning.regularization._pretrained import linear_probe, stage_outputs
+from sk_cotuning.regularization.bss import batch_spectral_shrinkage
+from sk_cotuning.regularization.delta import attention_feature_distance, normalize_attention
+from sk_cotuning.regularization.lwf import distillation_loss
+
+PARAMS = dict(max_epochs=2, batch_size=16, lr=0.05, verbose=0, random_state=0, device="cpu")
+
+
+class TwoStageNet(nn.Module):
+    """Two conv stages (8x8, then 4x4), BatchNorm, a 6-way source head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.stage = nn.Sequential(nn.Conv2d(6, 10, 3, stride=2, padding=1), nn.BatchNorm2d(10),
+                                   nn.ReLU())
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(10, 6)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.stage(self.stem(x))))
+
+
+@pytest.fixture
+def net2():
+    torch.manual_seed(0)
+    return TwoStageNet()
+
+
+def _fit(backbone, X, y, **kwargs):
+    return FineTuningClassifier(backbone, **{**PARAMS, **kwargs}).fit(X, y)
+
+
+# ------------------------------------------------------------------ formulas
+def test_bss_matches_tllib_formula():
+    torch.manual_seed(0)
+    f = torch.randn(16, 8, requires_grad=True)
+    for k in (1, 3):
+        s = torch.svd(f.t())[1]  # tllib: torch.svd(feature.t())
+        expected = sum(s[s.size(0) - 1 - i] ** 2 for i in range(k))
+        torch.testing.assert_close(batch_spectral_shrinkage(f, k), expected, rtol=1e-5, atol=1e-6)
+    batch_spectral_shrinkage(f, 1).backward()
+    assert f.grad is not None and torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+    # k beyond min(N, D) penalises every singular value
+    small = torch.randn(3, 8)
+    torch.testing.assert_close(batch_spectral_shrinkage(small, 10),
+                               torch.linalg.svdvals(small).pow(2).sum())
+
+
+def test_distillation_matches_tllib_formula():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 7), torch.randn(5, 7)
+    for T in (1.0, 3.0):
+        kl = nn.KLDivLoss(reduction="batchmean")
+        expected = kl(F.log_softmax(student / T, dim=-1), F.softmax(teacher / T, dim=-1))
+        torch.testing.assert_close(distillation_loss(student, teacher, T), expected)
+    assert float(distillation_loss(teacher, teacher, 2.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_delta_distance_matches_tllib_formula():
+    torch.manual_seed(0)
+    s = [torch.randn(4, 3, 5, 5, requires_grad=True), torch.randn(4, 6, 2, 2, requires_grad=True)]
+    t = [torch.randn(4, 3, 5, 5), torch.randn(4, 6, 2, 2)]
+    a = [torch.softmax(torch.randn(3), 0), torch.softmax(torch.randn(6), 0)]
+    expected = 0.0
+    for fm_src, fm_tgt, att in zip(t, s, a):  # tllib's AttentionBehavioralRegularization
+        b, c, h, w = fm_src.shape
+        distance = torch.norm(fm_tgt.reshape(b, c, h * w) - fm_src.reshape(b, c, h * w), 2, 2)
+        expected = expected + 0.5 * torch.sum(c * torch.mul(att, distance ** 2) / (h * w))
+    value = attention_feature_distance(s, t, a)
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    assert all(x.grad is not None for x in s)
+
+
+def test_attention_normalisation_matches_tllib():
+    w = np.array([0.3, -0.1, 2.0, 0.0])
+    z = (w - w.mean()) / w.std()
+    expected = np.exp(z / 5) / np.exp(z / 5).sum()
+    np.testing.assert_allclose(normalize_attention(w), expected)
+    np.testing.assert_allclose(normalize_attention(np.ones(3)), np.full(3, 1 / 3))
+
+
+def test_l2_sp_terms_match_the_formula(tiny_backbone, image_data):
+    X, y = image_data
+    start = {k: v.clone() for k, v in tiny_backbone.body.state_dict(keep_vars=True).items()
+             if isinstance(v, nn.Parameter)}
+    clf = _fit(tiny_backbone, X, y, regularizer="l2_sp", regularizer__alpha=0.5, regularizer__beta=0.1)
+    net = clf.module_
+    reg = clf.regularizer_
+    params = dict(net.features.named_parameters())
+    assert len(params) == len(start)
+    # the starting point is the pre-trained copy, not the trained weights
+    flat_w = torch.cat([p.detach().flatten() for p in net.features.parameters()])
+    flat_w0 = torch.cat([getattr(reg.start, f"p{i}").flatten() for i in range(len(params))])
+    flat_pre = torch.cat([v.flatten() for v in start.values()])
+    torch.testing.assert_close(torch.sort(flat_w0)[0], torch.sort(flat_pre)[0])
+    assert not torch.allclose(flat_w, flat_w0)
+    terms = reg(None, torch.zeros(1, dtype=torch.long))
+    torch.testing.assert_close(terms[0].value, 0.5 * (flat_w - flat_w0).pow(2).sum())
+    head = net.target_head
+    torch.testing.assert_close(terms[1].value, 0.5 * (head.weight.pow(2).sum() + head.bias.pow(2).sum()))
+    assert [t.weight for t in terms] == [0.5, 0.1]
+    assert np.isfinite(clf.history[-1, "l2_sp_loss"]) and clf.history[-1, "l2_sp_loss"] > 0
+
+
+# --------------------------------------------------------- gradient flow
+def _optimised(clf):
+    return {id(p) for group in clf.optimizer_.param_groups for p in group["params"]}
+
+
+@pytest.mark.parametrize("name", ["lwf", "delta"])
+def test_teacher_stays_pretrained_frozen_and_out_of_the_optimiser(net2, image_data, name):
+    X, y = image_data
+    pretrained = {k: v.clone() for k, v in net2.state_dict().items()}
+    clf = _fit(net2, X, y, regularizer=name)
+    teacher = clf.regularizer_.teacher
+    clf.module_.train()
+    assert not teacher.training
+    for key, value in teacher.features.state_dict().items():
+        torch.testing.assert_close(value, pretrained[key])  # BN statistics included
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert not (_optimised(clf) & {id(p) for p in teacher.parameters()})
+    # ...while the fine-tuned backbone moved
+    moved = clf.module_.features.state_dict()["stage.0.weight"]
+    assert not torch.allclose(moved, pretrained["stage.0.weight"])
+    devices = {b.device for b in clf.regularizer_.buffers()} | {p.device for p in teacher.parameters()}
+    assert devices == {next(clf.module_.parameters()).device}
+
+
+def test_lwf_term_is_the_distillation_from_the_pretrained_head(net2, image_data):
+    X, y = image_data
+    clf = _fit(net2, X, y, regularizer="lwf", regularizer__T=2.0, max_epochs=1)
+    net = clf.module_
+    x = net.normalize(torch.as_tensor(X[:8]))
+    net.train()
+    net.zero_grad(set_to_none=True)
+    out = net(torch.as_tensor(X[:8]))
+    value = clf.regularizer_(out, torch.zeros(8, dtype=torch.long))[0].value
+    with torch.no_grad():
+        teacher = clf.regularizer_.teacher.logits(x)
+    torch.testing.assert_close(value, distillation_loss(out[1], teacher, 2.0))
+    # gradients reach the fine-tuned source head and backbone, never the teacher
+    value.backward()
+    assert net.source_head.weight.grad is not None
+    assert all(p.grad is None for p in clf.regularizer_.teacher.parameters())
+    net.eval()
+    assert clf.regularizer_(net(torch.as_tensor(X[:8])), None)[0].value == 0  # eval: no capture
+
+
+def test_delta_chooses_stages_and_learns_attention(net2, image_data, tmp_path):
+    X, y = image_data
+    clf = _fit(net2, X, y, regularizer="delta")
+    reg = clf.regularizer_
+    assert [name for name, _ in reg.layers_] == ["stem", "stage"]  # the last module of each size
+    assert [c for _, c in reg.layers_] == [6, 10]
+    att = torch.split(reg.channel_attention, [6, 10])
+    for a in att:
+        assert float(a.sum()) == pytest.approx(1.0, abs=1e-5) and (a > 0).all()
+    assert clf.history[-1, "delta_loss"] > 0
+    # the term is the formula on the captured maps, gradients reach the backbone only
+    net = clf.module_
+    net.train()
+    net.zero_grad(set_to_none=True)
+    out = net(torch.as_tensor(X[:8]))
+    terms = reg(out, torch.zeros(8, dtype=torch.long))
+    assert terms[0].value > 0
+    terms[0].value.backward()
+    assert net.features.stem[0].weight.grad is not None
+    assert net.target_head.weight.grad is None
+    # saved and loaded: layers, attention and the frozen copy come back
+    clf.save_params(f_params=tmp_path / "p.pt")
+    new = FineTuningClassifier(TwoStageNet(), regularizer="delta", classes=clf.classes_, **PARAMS)
+    new.initialize()
+    new.load_params(f_params=tmp_path / "p.pt")
+    assert new.regularizer_.layers_ == reg.layers_
+    torch.testing.assert_close(new.regularizer_.channel_attention, reg.channel_attention)
+    np.testing.assert_allclose(new.predict_proba(X), clf.predict_proba(X), atol=1e-6)
+    # the loaded copy hooks the same layers: a training step gives the same term
+    new.module_.train()
+    torch.manual_seed(0)
+    a = new.regularizer_(new.module_(torch.as_tensor(X[:8])), None)[0].value
+    net.train()
+    torch.manual_seed(0)
+    b = reg(net(torch.as_tensor(X[:8])), None)[0].value
+    torch.testing.assert_close(a, b)
+
+
+def test_delta_removal_attention_is_the_loss_rise(net2, image_data):
+    X, y = image_data
+    clf = FineTuningClassifier(net2, regularizer="delta", regularizer__attention="removal",
+                               regularizer__layers=["stage"], **PARAMS)
+    clf.max_epochs = 0
+    clf.fit(X, y)  # builds the network; no epoch, so no preparation yet
+    reg = clf.regularizer_
+    dataset = clf.get_dataset(X, y)
+    reg.prepare(clf, dataset)
+    assert reg.layers_ == [("stage", 10)]
+    # recompute channel 0's score by hand
+    feats, codes = clf.collect_outputs(dataset, "features")
+    W, b = (torch.as_tensor(a, dtype=torch.float32) for a in linear_probe(feats, codes, 3))
+    x = clf.module_.normalize(torch.as_tensor(X))
+    codes_t = torch.as_tensor(codes).long()
+    teacher = reg.teacher
+    with torch.no_grad():
+        base = F.cross_entropy(teacher(x) @ W.T + b, codes_t, reduction="sum")
+        h = teacher.features.stage.register_forward_hook(
+            lambda m, a, out: out * torch.tensor([0.0] + [1.0] * 9).view(1, 10, 1, 1))
+        removed = F.cross_entropy(teacher(x) @ W.T + b, codes_t, reduction="sum")
+        h.remove()
+    scores = reg._channel_scores(clf, dataset, [10])[0]
+    assert scores[0] == pytest.approx(float(removed - base) / len(X), rel=1e-4, abs=1e-6)
+
+
+def test_stochnorm_mixes_batch_and_moving_statistics(net2, image_data):
+    X, y = image_data
+    x = torch.as_tensor(X[:16])
+    plain = FineTuningClassifier(net2, classes=np.unique(y), **PARAMS).initialize()
+    outs = {}
+    for p in (0.0, 1.0, 0.5):
+        clf = FineTuningClassifier(net2, regularizer="stochnorm", regularizer__p=p,
+                                   classes=np.unique(y), **PARAMS)
+        clf.initialize()
+        net = clf.module_
+        bn = net.features.stem[1]
+        with torch.no_grad():
+            bn.running_mean.fill_(0.3)  # distinct moving statistics
+            bn.running_var.fill_(2.0)
+        net.train()
+        before = bn.running_mean.clone()
+        torch.manual_seed(0)
+        stem = net.features.stem(net.normalize(x))
+        assert not torch.equal(bn.running_mean, before)  # still updated, as in tllib
+        ref_bn = nn.BatchNorm2d(6)
+        ref_bn.load_state_dict({**bn.state_dict(), "running_mean": before,
+                                "running_var": torch.full((6,), 2.0)})
+        conv = net.features.stem[0](net.normalize(x))
+        z_moving = F.relu(F.batch_norm(conv, before, torch.full((6,), 2.0), bn.weight, bn.bias,
+                                       False, 0.0, bn.eps))
+        z_batch = F.relu(F.batch_norm(conv, None, None, bn.weight, bn.bias, True, 0.0, bn.eps))
+        if p == 0.0:
+            torch.testing.assert_close(stem, z_moving)
+        elif p == 1.0:
+            torch.testing.assert_close(stem, z_batch)
+        else:  # every channel is one branch or the other, and both occur
+            kinds = []
+            for c in range(6):
+                if torch.allclose(stem[:, c], z_moving[:, c]):
+                    kinds.append(0)
+                else:
+                    torch.testing.assert_close(stem[:, c], z_batch[:, c])
+                    kinds.append(1)
+            assert 0 < sum(kinds) < 6
+        outs[p] = stem
+    # evaluation is plain BatchNorm
+    clf.module_.eval()
+    plain.module_.load_state_dict(clf.module_.state_dict(), strict=False)
+    plain.module_.eval()
+    torch.testing.assert_close(clf.module_(x)[0], plain.module_(x)[0])
+
+
+def test_stochnorm_fits_and_needs_batchnorm(image_data):
+    X, y = image_data
+    _fit(TwoStageNet(), X, y, regularizer="stochnorm")
+    no_bn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    with pytest.raises(ValueError, match="StochNorm needs BatchNorm"):
+        _fit(no_bn, X, y, regularizer="stochnorm", source_head="3")
+
+
+def test_lp_ft_starts_from_the_linear_probe(net2, image_data):
+    X, y = image_data
+    clf = _fit(net2, X, y, regularizer="lp_ft", lr=1e-12, max_epochs=1)
+    # the probe saw the pre-trained features (training then moved BatchNorm's statistics)
+    pre = FineTuningClassifier(net2, classes=clf.classes_, **PARAMS).initialize()
+    feats, codes = pre.collect_outputs(pre.get_dataset(X, y), "features")
+    weight, bias = linear_probe(feats, codes, 3)
+    np.testing.assert_allclose(clf.module_.target_head.weight.detach().numpy(), weight, atol=1e-4)
+    np.testing.assert_allclose(clf.module_.target_head.bias.detach().numpy(), bias, atol=1e-4)
+    expected = ((feats @ weight.T + bias).argmax(1) == codes).mean()
+    assert clf.regularizer_.probe_accuracy_ == pytest.approx(expected)
+    assert expected > 1 / 3 + 0.1  # better than chance on 3 classes
+
+
+def test_linear_probe_handles_two_and_missing_classes():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(40, 3))
+    codes = (f[:, 0] > 0).astype(int) * 2  # classes 0 and 2 of 3; class 1 absent
+    w, b = linear_probe(f, codes, 3)
+    pred = (f @ w.T + b).argmax(1)
+    assert (pred == codes).mean() > 0.9 and not (pred == 1).any()
+    with pytest.raises(ValueError, match="at least two classes"):
+        linear_probe(f, np.zeros(40, int), 3)
+
+
+def test_stage_outputs_picks_the_last_module_per_resolution(net2):
+    layers = stage_outputs(net2, torch.zeros(2, 3, 8, 8))
+    assert layers == [("stem", 6), ("stage", 10)]
+
+
+# ------------------------------------------------------------ the API
+def test_every_method_by_name_fits_predicts_pickles_and_reloads(net2, image_data, tmp_path):
+    X, y = image_data
+    assert set(REGULARIZERS) == {"co_tuning", "l2_sp", "delta", "bss", "lwf", "stochnorm", "lp_ft"}
+    for name in REGULARIZERS:
+        clf = _fit(net2, X, y, regularizer=name)
+        proba = clf.predict_proba(X)
+        assert np.isfinite(proba).all()
+        for term in clf.regularizer_.terms:
+            assert np.isfinite(clf.history[-1, f"{term}_loss"])
+        np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba, atol=1e-6)
+        clf.save_params(f_params=tmp_path / f"{name}.pt")
+        new = FineTuningClassifier(TwoStageNet(), regularizer=name, classes=clf.classes_, **PARAMS)
+        new.initialize()
+        new.load_params(f_params=tmp_path / f"{name}.pt")
+        np.testing.assert_allclose(new.predict_proba(X), proba, atol=1e-6, err_msg=name)
+
+
+def test_default_weight_decay_follows_the_method(tiny_backbone, image_data):
+    X, y = image_data
+    wd = lambda clf: {g["weight_decay"] for g in clf.optimizer_.param_groups}  # noqa: E731
+    assert wd(_fit(tiny_backbone, X, y, max_epochs=1)) == {5e-4}
+    assert wd(_fit(tiny_backbone, X, y, max_epochs=1, regularizer="l2_sp")) == {0.0}
+    assert wd(_fit(tiny_backbone, X, y, max_epochs=1, regularizer=["co_tuning", "l2_sp"])) == {0.0}
+    assert wd(_fit(tiny_backbone, X, y, max_epochs=1, regularizer="l2_sp",
+                   optimizer__weight_decay=1e-3)) == {1e-3}
+
+
+def test_combination_terms_params_and_search(net2, image_data):
+    X, y = image_data
+    clf = FineTuningClassifier(net2, regularizer=["co_tuning", "bss"],
+                               regularizer__co_tuning__trade_off=1.0,
+                               regularizer__bss__k=2, **PARAMS).fit(X, y)
+    reg = clf.regularizer_
+    assert isinstance(reg, Combined) and reg.terms == ("cotuning", "bss")
+    assert reg.members["co_tuning"].trade_off == 1.0 and reg.members["bss"].k == 2
+    assert {"cotuning_loss", "bss_loss"} <= set(clf.history[-1])
+    assert reg.needs == {"source", "features"} and clf.module_.use_source_head
+    params = reg.get_params()
+    assert params["co_tuning__trade_off"] == 1.0 and params["bss__k"] == 2
+    # the regulariser itself is a searchable parameter
+    search = GridSearchCV(
+        FineTuningClassifier(net2, **{**PARAMS, "max_epochs": 1}),
+        {"regularizer": [None, "l2_sp", ["co_tuning", "bss"]]}, cv=2,
+    ).fit(X, y)
+    assert len(search.cv_results_["mean_test_score"]) == 3
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_instances_and_combinations_are_cloned_not_modified(net2, image_data):
+    X, y = image_data
+    mine = DELTA(alpha=0.1)
+    clf = _fit(net2, X, y, regularizer=[CoTuning(trade_off=1.0), mine])
+    assert mine.layers_ == [] and "_network" not in mine.__dict__
+    assert clf.regularizer_.members["delta"].alpha == 0.1
+
+
+@pytest.mark.parametrize(
+    "spec, params, error, match",
+    [
+        ("l2_sp", {"alpha": -1}, ValueError, "alpha must be a float >= 0"),
+        ("bss", {"k": 0}, ValueError, "k must be an int >= 1"),
+        ("lwf", {"T": 0}, ValueError, "T must be a float > 0"),
+        ("stochnorm", {"p": 1.5}, ValueError, r"p must be a probability in \[0, 1\]"),
+        ("lp_ft", {"C": -1}, ValueError, "C must be a float > 0"),
+        ("delta", {"attention": "exact"}, ValueError, "attention must be 'taylor'"),
+        ("delta", {"layers": ["nope"]}, ValueError, "has no module 'nope'"),
+        ("delta", {"layers": "stem"}, ValueError, "layers must be None or a non-empty list"),
+        (["l2_sp", "delta"], {}, ValueError, "must not share loss terms"),
+        (["co_tuning", "bsss"], {}, ValueError, "Unknown regularizer 'bsss'"),
+        (["co_tuning", "bss"], {"trade_off": 1}, ValueError, "<part>__<param>"),
+        (["co_tuning", "co_tuning"], {}, ValueError, "must be unique"),
+    ],
+)
+def test_bad_method_parameters(net2, image_data, spec, params, error, match):
+    X, y = image_data
+    kwargs = {f"regularizer__{k}": v for k, v in params.items()}
+    with pytest.raises(error, match=match):
+        _fit(net2, X, y, regularizer=spec, **kwargs)
+
+
+def test_classes_are_exported():
+    for cls in (BSS, DELTA, L2SP, LPFT, LWF, StochNorm):
+        assert make_regularizer(cls.name, {}).__class__ is cls
