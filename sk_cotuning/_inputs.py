@@ -187,8 +187,9 @@ class InputsMixin:
             from tqdm.auto import tqdm
 
             iterator = tqdm(iterator, desc=desc, unit="batch", leave=False)
-        # under AccelerateMixin the loader is sharded across processes: gather, so
-        # every rank prepares from the whole training split (not its shard)
+        # under AccelerateMixin the loader is sharded across processes and its
+        # evaluation_step gathers the outputs: gather the labels alike, so every
+        # rank prepares from the whole training split (not its shard)
         accelerator = getattr(self, "accelerator", None)
         outputs, codes = [], []
         for batch in iterator:
@@ -196,7 +197,7 @@ class InputsMixin:
             out = self.evaluation_step(batch, training=False)[index].float()
             code = torch.as_tensor(yi, device=out.device).reshape(-1)
             if accelerator is not None:
-                out, code = accelerator.gather_for_metrics((out, code))
+                code = accelerator.gather_for_metrics(code)
             outputs.append(out.cpu())
             codes.append(code.cpu())
         return torch.cat(outputs).numpy(), torch.cat(codes).numpy()

@@ -1,0 +1,136 @@
+"""The estimators on Hugging Face ``accelerate``: multi-GPU, mixed precision.
+
+:class:`AcceleratedFineTuningClassifier` and
+:class:`AcceleratedCoTuningClassifier` are the estimators composed with
+skorch's :class:`skorch.hf.AccelerateMixin` (skorch's documented recipe):
+``accelerator.prepare`` wraps the network, the optimiser, the data loaders
+and the learning-rate schedule; mixed precision (``"bf16"`` or ``"fp16"``,
+with its gradient scaler) is the ``Accelerator``'s; launched with
+``accelerate launch`` (or ``torchrun``) on several processes, training is
+data-parallel.  A regulariser's preparation (Co-Tuning's relationship,
+DELTA's attention, LP-FT's probe) runs on every rank over the *whole*
+training split (outputs gathered across ranks), so every rank trains with
+the same relationship.  After ``fit`` the network is unwrapped;
+``save_params`` writes from the main process only.
+
+Example (one script, any number of processes)::
+
+    from accelerate import Accelerator
+    from sk_cotuning.accelerate import AcceleratedCoTuningClassifier
+
+    clf = AcceleratedCoTuningClassifier(
+        "resnet50", accelerator=Accelerator(mixed_precision="bf16"))
+    clf.fit(X, y)            # accelerate launch --num_processes 4 train.py
+    clf.save_params(f_params="cotuning.pt")   # main process only
+"""
+
+from __future__ import annotations
+
+import torch
+from skorch.hf import AccelerateMixin
+
+from sk_cotuning.classifier import CoTuningClassifier
+from sk_cotuning.net import FineTuningClassifier
+
+__all__ = ["AcceleratedCoTuningClassifier", "AcceleratedFineTuningClassifier"]
+
+
+class _AcceleratorRuntime:
+    """Device and precision come from the accelerator; conflicting settings are errors."""
+
+    def _runtime_device(self) -> str:
+        return str(self.accelerator.device)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        # DDP broadcasts the main process's buffers at the start of each forward
+        # pass, so after the last step each rank holds BatchNorm statistics that
+        # its own shard updated: every rank takes the main process's (the ones
+        # save_params writes), so sharded prediction uses one model
+        if self.accelerator.num_processes > 1 and torch.distributed.is_initialized():
+            for buffer in self.module_.buffers():
+                if buffer.dtype != torch.bool:
+                    torch.distributed.broadcast(buffer, src=0)
+        return super().on_train_end(net, X=X, y=y, **kwargs)
+
+    def _initialize_callbacks(self):
+        # AccelerateMixin sends PrintLog to accelerator.print, and skorch's
+        # PrintLog ignores verbose=0 for any sink other than print
+        if not self.verbose and self.callbacks__print_log__sink == "auto":
+            self.callbacks__print_log__sink = print
+        return super()._initialize_callbacks()
+
+    def _initialize_accelerator(self):
+        # skorch 1.4 hands every criterion to accelerator.prepare; with several
+        # processes accelerate wraps it in DistributedDataParallel, which refuses
+        # a module without trainable parameters (CrossEntropyLoss). Such a
+        # criterion needs no preparing: hide it from that one step.
+        criteria = self._criteria
+        self._criteria = [
+            name for name in criteria
+            if any(p.requires_grad for p in getattr(getattr(self, name + "_"), "parameters", list)())
+        ]
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        accelerator = self.accelerator
+        if not all(hasattr(accelerator, a) for a in ("prepare", "device", "mixed_precision")):
+            raise TypeError(
+                f"accelerator must be an accelerate.Accelerator, got {type(accelerator).__name__}."
+            )
+        device = self.__dict__.get("_device_param")
+        if device is not None and getattr(accelerator, "device_placement", True):
+            raise ValueError(
+                f"device={device!r} conflicts with the accelerator, which places the network "
+                f"on {accelerator.device}: leave device=None (the default here), or create the "
+                f"Accelerator with device_placement=False to place it yourself."
+            )
+        if self.amp not in ("auto", False, None):
+            raise ValueError(
+                f"amp={self.amp!r} conflicts with the accelerator: set mixed precision on it, "
+                f"Accelerator(mixed_precision='bf16' or 'fp16'), and leave amp='auto'."
+            )
+        if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+            raise ValueError(
+                "fp16 mixed precision needs a GPU, and this accelerator runs on the CPU: use "
+                "Accelerator(mixed_precision='bf16') on the CPU, or run on a GPU."
+            )
+
+
+class AcceleratedFineTuningClassifier(_AcceleratorRuntime, AccelerateMixin, FineTuningClassifier):
+    """:class:`~sk_cotuning.FineTuningClassifier` trained through ``accelerate``.
+
+    Parameters
+    ----------
+    accelerator : accelerate.Accelerator
+        Decides the device, mixed precision (``mixed_precision="bf16"`` or
+        ``"fp16"``) and the processes (data-parallel under ``accelerate
+        launch``).
+    device : None, default=None
+        Left to the accelerator; a device here is an error while the
+        accelerator places the network.
+    unwrap_after_train : bool, default=True
+        Unwrap the network after ``fit`` (for prediction and saving).
+    **kwargs
+        As in :class:`~sk_cotuning.FineTuningClassifier` (``amp`` must stay
+        ``"auto"``: the accelerator's setting wins).
+
+    Notes
+    -----
+    Not picklable while the accelerator is attached (skorch's limitation);
+    use ``save_params``/``load_params``.
+    """
+
+
+class AcceleratedCoTuningClassifier(_AcceleratorRuntime, AccelerateMixin, CoTuningClassifier):
+    """:class:`~sk_cotuning.CoTuningClassifier` trained through ``accelerate``.
+
+    Parameters as in :class:`AcceleratedFineTuningClassifier` and
+    :class:`~sk_cotuning.CoTuningClassifier`.  The relationship is learned on
+    every rank from the whole training split (gathered across ranks), so
+    all ranks hold the same matrix.
+    """
+
