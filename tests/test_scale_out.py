@@ -161,7 +161,9 @@ def test_each_fold_learns_its_relationship_from_its_own_training_part(dask_clien
 
     X, y = data()
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
-    with joblib.parallel_backend("dask"):
+    from sk_cotuning.distributed import dask_backend
+
+    with dask_backend():
         out = cross_validate(_estimator(), X, y, cv=cv, return_estimator=True, n_jobs=3)
     pre = clone(_estimator()).set_params(classes=np.unique(y)).initialize()
     for (train, _), fitted in zip(cv.split(X, y), out["estimator"]):
