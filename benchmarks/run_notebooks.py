@@ -21,7 +21,7 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("accuracy_vs_sampling_rate.ipynb", "speed.ipynb")
+NOTEBOOKS = ("accuracy_vs_sampling_rate.ipynb", "speed.ipynb", "imagenet_to_fashion.ipynb")
 
 
 def execute(path: Path, quick: bool, out: Path | None = None, timeout: int | None = None) -> Path:

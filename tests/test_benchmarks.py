@@ -85,3 +85,37 @@ def test_collapse_sweep_quick(capsys):
     assert collapse_sweep.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "no cell more than 5 points below fine-tuning:" in out and "worst cell" in out
+
+
+def test_fashion_protocol_summary_by_hand():
+    import pandas as pd
+
+    import fashion_protocol as fp
+
+    rows = []
+    for seed, (ft, co, l2) in enumerate([(0.60, 0.66, 0.61), (0.70, 0.69, None), (0.65, 0.70, 0.64)]):
+        for method, acc in [(fp.FT, ft), (fp.COT, co), ("L2-SP", l2), (fp.SCRATCH, 0.5)]:
+            if acc is not None:
+                rows.append({"rate": "10/class", "seed": seed, "n_train": 100, "method": method,
+                             "accuracy": acc, "epoch_seconds": {fp.COT: 1.1}.get(method, 1.0)})
+    summary = fp.summarise(pd.DataFrame(rows)).set_index("method")
+    diffs = np.array([6.0, -1.0, 5.0])
+    assert summary.loc[fp.COT, "diff vs FT"] == pytest.approx(diffs.mean())
+    assert summary.loc[fp.COT, "se"] == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert (summary.loc[fp.COT, "wins"], summary.loc[fp.COT, "losses"]) == (2, 1)
+    assert summary.loc[fp.COT, "error-rate reduction %"] == pytest.approx(
+        100 * diffs.mean() / (100 - 65.0))
+    assert summary.loc[fp.COT, "epoch cost vs FT"] == pytest.approx(1.1)
+    # L2-SP ran on seeds 0 and 2 only: paired with fine-tuning on those seeds
+    assert summary.loc["L2-SP", "seeds"] == 2
+    assert summary.loc["L2-SP", "diff vs FT"] == pytest.approx(np.mean([1.0, -1.0]))
+    assert summary.loc["L2-SP", "error-rate reduction %"] == pytest.approx(0.0)
+
+
+def test_fashion_protocol_subsets_are_stratified_draws():
+    import fashion_protocol as fp
+
+    y = np.repeat(np.arange(10), 600)
+    a, b = fp.subset(y, "10/class", 0), fp.subset(y, "10/class", 1)
+    assert np.bincount(y[a]).tolist() == [10] * 10 and set(a) != set(b)
+    assert len(fp.subset(y, 0.01, 0)) == 60
