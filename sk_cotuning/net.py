@@ -125,7 +125,9 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
     amp : {"auto", "bf16"} or bool, default="auto"
         bf16 autocast: ``"auto"``/``True`` on a CUDA device that supports it,
         off elsewhere; ``"bf16"`` forces it (also on the CPU).  fp16 needs a
-        gradient scaler: use :class:`skorch.hf.AccelerateMixin` with
+        gradient scaler: use the accelerated estimators
+        (:class:`~sk_cotuning.accelerate.AcceleratedFineTuningClassifier`, built
+        on :class:`skorch.hf.AccelerateMixin`) with
         ``Accelerator(mixed_precision="fp16")``.
     channels_last : {"auto", True, False}, default="auto"
         Channels-last memory format for convolutional backbones (``"auto"``:
@@ -299,8 +301,9 @@ use_caching, torch_load_kwargs, **kwargs
         if isinstance(self.amp, str) and self.amp == "fp16":
             raise ValueError(
                 "amp='fp16' needs a gradient scaler, which sk-cotuning leaves to accelerate: "
-                "use skorch.hf.AccelerateMixin with Accelerator(mixed_precision='fp16'), or "
-                "amp='bf16' (no scaler needed)."
+                "use sk_cotuning.accelerate.AcceleratedFineTuningClassifier (skorch's "
+                "AccelerateMixin) with Accelerator(mixed_precision='fp16'), or amp='bf16' "
+                "(no scaler needed)."
             )
         self._make_regularizer()  # validates the spec and its parameters
 

@@ -42,8 +42,7 @@ def tiny_backbone():
     return TinyConvNet()
 
 
-@pytest.fixture
-def image_data():
+def make_image_data():
     """60 RGB 8x8 float images in [0, 1], 3 string classes, learnable by colour."""
     rng = np.random.default_rng(0)
     y = np.array(["cat", "dog", "eel"])[np.arange(60) % 3]
@@ -51,3 +50,9 @@ def image_data():
     for i, label in enumerate(["cat", "dog", "eel"]):
         X[y == label, i] += 0.5
     return X, y
+
+
+@pytest.fixture
+def image_data():
+    """60 RGB 8x8 float images in [0, 1], 3 string classes, learnable by colour."""
+    return make_image_data()

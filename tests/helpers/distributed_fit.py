@@ -11,29 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch import nn
 
-from sk_cotuning.accelerate import AcceleratedCoTuningClassifier
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the conftest's stand-ins
+from conftest import TinyConvNet, make_image_data  # noqa: E402
 
-
-class TinyConvNet(nn.Module):  # the conftest's stand-in source model
-    def __init__(self, n_source: int = 6, in_channels: int = 3) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8),
-                                  nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(8, n_source)
-
-    def forward(self, x):
-        return self.fc(self.body(x))
+from sk_cotuning.accelerate import AcceleratedCoTuningClassifier  # noqa: E402
 
 
 def data():
-    rng = np.random.default_rng(0)
-    y = np.array(["cat", "dog", "eel"])[np.arange(60) % 3]
-    X = rng.random((60, 3, 8, 8)).astype(np.float32) * 0.5
-    for i, label in enumerate(["cat", "dog", "eel"]):
-        X[y == label, i] += 0.5
-    return X, y
+    return make_image_data()
 
 
 def backbone():
