@@ -114,7 +114,7 @@ def subset(y_pool: np.ndarray, rate, seed: int) -> np.ndarray:
 
 def classifier(protocol: Protocol, rate, seed: int, method: str, **params) -> FineTuningClassifier:
     spec = {**CORE, **EXTRA}[method]
-    kwargs = dict(max_epochs=protocol.epochs[rate], batch_size=protocol.batch_size,
+    kwargs = dict(max_epochs=protocol.epochs.get(rate, 1), batch_size=protocol.batch_size,
                   iterator_valid__batch_size=256, random_state=seed, verbose=0, device="cpu")
     if method == SCRATCH:
         kwargs.update(weights=None, lr=protocol.scratch_lr, backbone_lr_mult=1.0)
@@ -210,6 +210,31 @@ def run(protocol: Protocol, out: Path, progress: Callable[[str], None] | None = 
                 say(f"rate {rate} seed {seed} {method:<22} {100 * acc:6.2f}%  "
                     f"({fit_s:.0f}s fit, {time.perf_counter() - start:.0f}s total)")
     return _load(runs_csv)
+
+
+def epoch_costs(protocol: Protocol, X: np.ndarray, y: np.ndarray, methods: list[str],
+                repeats: int = 3, epochs: int = 3) -> pd.DataFrame:
+    """Training-epoch time of each method, interleaved, relative to plain fine-tuning.
+
+    Every repeat fits every method for ``epochs`` epochs on the same data
+    (preparation excluded: it is recorded apart as ``prepare_dur``); the
+    ratio is taken within a repeat, then the median over repeats.
+    """
+    rows = []
+    for repeat in range(repeats):
+        times = {}
+        for method in methods:
+            clf = classifier(protocol, "cost", 0, method, max_epochs=epochs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                clf.fit(X, y)
+            times[method] = float(np.median(clf.history[:, "dur"]))
+        rows += [{"repeat": repeat, "method": m, "epoch_seconds": t, "vs FT": t / times[FT]}
+                 for m, t in times.items()]
+    runs = pd.DataFrame(rows)
+    return runs.groupby("method", sort=False).agg(
+        epoch_seconds=("epoch_seconds", "median"), cost_vs_FT=("vs FT", "median"),
+        min_vs_FT=("vs FT", "min"), max_vs_FT=("vs FT", "max")).reset_index()
 
 
 def _paired(wide: pd.DataFrame, a: str, b: str) -> pd.Series:

@@ -122,7 +122,7 @@ def test_l2_sp_terms_match_the_formula(tiny_backbone, image_data):
     assert len(params) == len(start)
     # the starting point is the pre-trained copy, not the trained weights
     flat_w = torch.cat([p.detach().flatten() for p in net.features.parameters()])
-    flat_w0 = torch.cat([getattr(reg.start, f"p{i}").flatten() for i in range(len(params))])
+    flat_w0 = reg.start
     flat_pre = torch.cat([v.flatten() for v in start.values()])
     torch.testing.assert_close(torch.sort(flat_w0)[0], torch.sort(flat_pre)[0])
     assert not torch.allclose(flat_w, flat_w0)

@@ -19,12 +19,19 @@ from sk_cotuning.regularization._base import LossTerm, Regularizer
 __all__ = ["L2SP", "head_l2", "starting_point_distance"]
 
 
-def starting_point_distance(params: list[torch.Tensor], start: list[torch.Tensor]) -> torch.Tensor:
-    """``0.5 * sum_i ||params[i] - start[i]||^2`` in float32 (a scalar)."""
-    total = params[0].new_zeros((), dtype=torch.float32)
-    for w, w0 in zip(params, start):
-        total = total + 0.5 * (w.float() - w0.float()).pow(2).sum()
-    return total
+def starting_point_distance(params: list[torch.Tensor], start: torch.Tensor) -> torch.Tensor:
+    """``0.5 * ||w - w0||^2`` over ``params`` flattened in order, in float32 (a scalar).
+
+    Parameters
+    ----------
+    params : list of Tensor
+        The current parameters.
+    start : Tensor of shape (sum of their sizes,)
+        Their starting point, flattened and concatenated in the same order
+        (one tensor: one subtraction instead of one per parameter).
+    """
+    flat = torch.cat([p.float().reshape(-1) for p in params])
+    return 0.5 * (flat - start.float()).pow(2).sum()
 
 
 def head_l2(head: nn.Module) -> torch.Tensor:
@@ -51,10 +58,10 @@ class L2SP(Regularizer):
 
     Attributes
     ----------
-    start : nn.Module
-        Buffers ``p0, p1, ...``: the backbone's pre-trained parameters, taken
-        when the network is built (so saved and reloaded with it; they double
-        the backbone's memory, as in tllib).
+    start : Tensor of shape (n_backbone_parameters,)
+        Buffer: the backbone's pre-trained parameters, flattened in
+        ``parameters()`` order, taken when the network is built (so saved and
+        reloaded with it; it doubles the backbone's memory, as in tllib).
 
     Notes
     -----
@@ -71,7 +78,7 @@ class L2SP(Regularizer):
         super().__init__()
         self.alpha = alpha
         self.beta = beta
-        self.start = nn.Module()
+        self.register_buffer("start", torch.zeros(0))
 
     def check(self) -> None:
         _check_weight("alpha", self.alpha)
@@ -79,13 +86,11 @@ class L2SP(Regularizer):
 
     def attach(self, network: nn.Module) -> None:
         super().attach(network)
-        for i, param in enumerate(network.features.parameters()):
-            self.start.register_buffer(f"p{i}", param.detach().clone())
+        self.start = torch.cat([p.detach().reshape(-1) for p in network.features.parameters()])
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         params = list(self.network.features.parameters())
-        start = [getattr(self.start, f"p{i}") for i in range(len(params))]
         return [
-            LossTerm("l2_sp", starting_point_distance(params, start), float(self.alpha)),
+            LossTerm("l2_sp", starting_point_distance(params, self.start), float(self.alpha)),
             LossTerm("head_l2", head_l2(self.network.target_head), float(self.beta)),
         ]
