@@ -411,3 +411,23 @@ def test_bad_method_parameters(net2, image_data, spec, params, error, match):
 def test_classes_are_exported():
     for cls in (BSS, DELTA, L2SP, LPFT, LWF, StochNorm):
         assert make_regularizer(cls.name, {}).__class__ is cls
+
+
+def test_stage_outputs_prefer_stage_containers_over_the_next_stages_first_layer():
+    # the next stage's first 1x1 convolution still runs at the old resolution (ResNet,
+    # EfficientNet): the stage itself is the feature map, not that convolution
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.expand = nn.Conv2d(cin, cout * 2, 1)
+            self.down = nn.Conv2d(cout * 2, cout, 3, stride=stride, padding=1)
+
+        def forward(self, x):
+            return self.down(self.expand(x))
+
+    net = nn.Sequential()
+    net.add_module("stem", nn.Conv2d(3, 4, 3, padding=1))
+    net.add_module("stage1", nn.Sequential(Block(4, 6, 1), Block(6, 6, 1)))
+    net.add_module("stage2", nn.Sequential(Block(6, 8, 2), Block(8, 8, 1)))
+    layers = stage_outputs(net, torch.zeros(2, 3, 8, 8))
+    assert layers == [("stage1", 6), ("stage2", 8)]

@@ -115,13 +115,16 @@ def _named_4d_outputs(model: nn.Module, x: torch.Tensor) -> list[tuple[str, torc
 
 
 def stage_outputs(model: nn.Module, x: torch.Tensor, n_layers: int = 4) -> list[tuple[str, int]]:
-    """The modules whose outputs are the last feature maps of each resolution.
+    """The modules whose outputs are the feature maps of each resolution (the stages).
 
-    A forward pass on ``x`` records every submodule's 4-D output; for each
-    spatial size, the module that finishes last (the outermost stage, after
-    its blocks) gives that resolution's feature map.  The deepest
-    ``n_layers`` resolutions above 1x1 are returned, shallow to deep: for a
-    ResNet ``layer1``..``layer4``, for an EfficientNet the last stages.
+    A forward pass on ``x`` records every submodule's 4-D output.  For each
+    spatial size, the *outermost* modules producing it (fewest dots in the
+    name) are the candidates, and the one that finishes last gives that
+    resolution's feature map: for a ResNet ``layer1``..``layer4`` (not the
+    first 1x1 convolution of the next stage, which still runs at the old
+    resolution), for an EfficientNet the stage containers ``blocks.N`` and
+    the final ``bn2``.  The deepest ``n_layers`` resolutions above 1x1 are
+    returned, shallow to deep.
 
     Parameters
     ----------
@@ -136,13 +139,17 @@ def stage_outputs(model: nn.Module, x: torch.Tensor, n_layers: int = 4) -> list[
     list of (str, int)
         ``(module name, channels)``, shallow to deep.
     """
-    last: dict[tuple[int, int], tuple[int, str, int]] = {}
+    best: dict[tuple[int, int], tuple[int, int, str, int]] = {}
     for order, (name, shape) in enumerate(_named_4d_outputs(model, x)):
         size = (int(shape[2]), int(shape[3]))
-        if size[0] * size[1] > 1:
-            last[size] = (order, name, int(shape[1]))
-    ranked = sorted(last.values())
-    return [(name, channels) for _, name, channels in ranked[-n_layers:]]
+        if size[0] * size[1] <= 1:
+            continue
+        depth = name.count(".")
+        held = best.get(size)
+        if held is None or depth < held[1] or (depth == held[1] and order > held[0]):
+            best[size] = (order, depth, name, int(shape[1]))
+    ranked = sorted(best.values())
+    return [(name, channels) for _, _, name, channels in ranked[-n_layers:]]
 
 
 def linear_probe(
