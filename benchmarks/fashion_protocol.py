@@ -36,12 +36,14 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit, train_test_split
 
 from sk_cotuning import CategoryRelationship, FineTuningClassifier, sample_rate_indices
 from sk_cotuning.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+from sk_cotuning.fashion import _resize as resize  # the fashion job's resize: one home
 from sk_cotuning.regularization import CoTuning
+
+from accuracy_protocol import ShiftedRelationship  # the control, as in the digits benchmark
 
 QUICK = os.environ.get("SK_COTUNING_QUICK", "0") == "1"
 
@@ -51,15 +53,6 @@ CORE = {SCRATCH: None, FT: None, COT: "co_tuning", "Co-Tuning (reverse)": "rever
         "control: shifted rows": "shifted"}
 EXTRA = {"L2-SP": "l2_sp", "DELTA": "delta", "BSS": "bss", "LWF": "lwf",
          "StochNorm": "stochnorm", "LP-FT": "lp_ft", "Co-Tuning + BSS": ["co_tuning", "bss"]}
-
-
-class ShiftedRelationship(CategoryRelationship):
-    """Control: each garment gets the next garment's relationship row."""
-
-    def fit(self, X, y):
-        super().fit(X, y)
-        self.relationship_ = np.roll(self.relationship_, 1, axis=0)
-        return self
 
 
 @dataclass
@@ -95,13 +88,6 @@ class Protocol:
             return list(self.methods_at[rate])
         extra = list(EXTRA) if rate in self.extra_rates and seed < self.extra_seeds else []
         return list(CORE) + extra
-
-
-def resize(X: np.ndarray, size: int) -> np.ndarray:
-    """uint8 ``(n, 28, 28)`` -> uint8 ``(n, 1, size, size)`` (bilinear, antialiased)."""
-    x = torch.as_tensor(X, dtype=torch.float32).unsqueeze(1)
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-    return x.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def subset(y_pool: np.ndarray, rate, seed: int) -> np.ndarray:
