@@ -3,9 +3,11 @@
 On the built-in pair (GlyphNet -> UCI digits, 5% of the training split),
 every ``lr`` x ``backbone_lr_mult`` cell is fitted with plain fine-tuning and
 with Co-Tuning at each ``trade_off``, on the same paired seeds (same subset,
-data order and head initialisation).  The goal (issue 15): no cell where
-Co-Tuning ends more than 5 points below fine-tuning at the same ``lr`` and
-multiplier.  The old GlyphNet collapsed to ~28% at multiplier 1.0.
+data order and head initialisation), with every other parameter at the
+estimator's defaults.  The goal: no cell where Co-Tuning ends more than 2
+points below fine-tuning at the same ``lr`` and multiplier, unless
+fine-tuning itself collapsed there (ended more than ``COLLAPSED`` points
+below its best cell).  The old GlyphNet collapsed to ~28% at multiplier 1.0.
 
 Usage::
 
@@ -36,6 +38,8 @@ from sk_cotuning.demo import digits_split
 HERE = Path(__file__).resolve().parent
 FULL = dict(lrs=(0.003, 0.01, 0.03, 0.1), mults=(0.1, 0.3, 1.0), trade_offs=(0.5, 2.3, 5.0), seeds=2)
 QUICK = dict(lrs=(0.01, 0.1), mults=(1.0,), trade_offs=(2.3,), seeds=1)
+#: fine-tuning "collapsed" in a cell that ends this many points below its best cell
+COLLAPSED = 20.0
 
 
 def fit_score(data, idx, seed: int, **params) -> float:
@@ -104,12 +108,16 @@ def main(argv=None) -> int:
     summary = (runs.groupby(["lr", "backbone_lr_mult", "trade_off"], as_index=False)
                [["fine_tuning", "cotuning", "difference"]].mean())
     worst = summary.loc[summary["difference"].idxmin()]
+    ft_collapsed = summary["fine_tuning"] < summary["fine_tuning"].max() - COLLAPSED
+    failing = summary[(summary["difference"] < -2) & ~ft_collapsed]
     result = {
         "grid": grid,
         "rate": 0.05,
         "seconds": round(time.perf_counter() - start, 1),
         "worst_cell": worst.to_dict(),
-        "goal_no_cell_below_minus_5": bool((summary["difference"] >= -5).all()),
+        "goal_no_cell_below_minus_2": bool(failing.empty),
+        "cells_below_minus_2": failing.to_dict(orient="records"),
+        "cells_where_fine_tuning_collapsed": int(ft_collapsed.sum()),
         "summary": summary.to_dict(orient="records"),
     }
     runs.to_csv(out / "collapse_sweep_runs.csv", index=False)
@@ -117,7 +125,8 @@ def main(argv=None) -> int:
     plot(summary, out / "collapse_sweep.png")
     print(summary.round(2).to_string(index=False))
     print(f"worst cell: {worst.to_dict()}")
-    print(f"no cell more than 5 points below fine-tuning: {result['goal_no_cell_below_minus_5']}")
+    print(f"no cell more than 2 points below fine-tuning (unless fine-tuning collapsed there): "
+          f"{result['goal_no_cell_below_minus_2']}")
     print(f"results in {out}")
     return 0
 

@@ -12,6 +12,7 @@ from skorch.callbacks import (
     Callback,
     EpochScoring,
     EpochTimer,
+    GradientNormClipping,
     LRScheduler,
     PassthroughScoring,
     PrintLog,
@@ -19,7 +20,13 @@ from skorch.callbacks import (
 
 from sk_cotuning.data import dataset_labels
 
-__all__ = ["PrepareRegularizer", "PreparationInterrupted", "default_callbacks", "valid_accuracy"]
+__all__ = [
+    "GradientClipping",
+    "PrepareRegularizer",
+    "PreparationInterrupted",
+    "default_callbacks",
+    "valid_accuracy",
+]
 
 
 class PreparationInterrupted(RuntimeError):
@@ -66,6 +73,24 @@ class PrepareRegularizer(Callback):
         net.history.record("prepare_dur", time.perf_counter() - start)
 
 
+class GradientClipping(GradientNormClipping):
+    """skorch's ``GradientNormClipping``, through the accelerator where there is one.
+
+    Under :class:`skorch.hf.AccelerateMixin` with fp16 the gradients are
+    still scaled by the loss scaler when ``on_grad_computed`` runs, so the
+    norm is clipped by ``accelerator.clip_grad_norm_``, which unscales them
+    first; elsewhere skorch's callback clips as usual.
+    """
+
+    def on_grad_computed(self, net: Any, named_parameters: Any, **kwargs: Any) -> None:
+        accelerator = getattr(net, "accelerator", None)
+        if accelerator is None or self.gradient_clip_value is None:
+            super().on_grad_computed(net, named_parameters, **kwargs)
+            return
+        accelerator.clip_grad_norm_([p for _, p in named_parameters], self.gradient_clip_value,
+                                    norm_type=self.gradient_clip_norm_type)
+
+
 def valid_accuracy(net: Any, X: Any, y: Any) -> float:
     """Accuracy on the validation split, on label indices (works for any labels).
 
@@ -76,24 +101,33 @@ def valid_accuracy(net: Any, X: Any, y: Any) -> float:
     return float(accuracy_score(codes, net.predict_proba(X).argmax(axis=1)))
 
 
-def default_callbacks(max_epochs: Any, lr_schedule: Any, term_names: tuple[str, ...]) -> list:
+def default_callbacks(max_epochs: Any, lr_schedule: Any, term_names: tuple[str, ...],
+                      max_grad_norm: Any = None) -> list:
     """The fine-tuning estimators' default callbacks.
 
-    Preparation first (so an epoch's ``dur`` is training only), the epoch
-    timer, the loss columns (``train_loss``, ``target_loss``, one
-    ``<term>_loss`` per regulariser term), validation loss and accuracy, the
+    Preparation first (so an epoch's ``dur`` is training only), gradient-norm
+    clipping (when ``max_grad_norm`` is a number), the epoch timer, the loss
+    columns (``train_loss``, ``target_loss``, one ``<term>_loss`` per
+    regulariser term), the validation loss (the target criterion), the
+    regulariser's validation terms (``valid_<term>_loss``) and accuracy, the
     learning-rate schedule, and the printed table.
     """
     callbacks = [
         ("prepare_regularizer", PrepareRegularizer()),  # before the timer: dur = training
+    ]
+    if isinstance(max_grad_norm, numbers.Real) and not isinstance(max_grad_norm, bool):
+        callbacks.append(("gradient_clipping", GradientClipping(float(max_grad_norm))))
+    callbacks += [
         ("epoch_timer", EpochTimer()),
         ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
         ("target_loss", PassthroughScoring(name="target_loss", on_train=True)),
     ]
     for term in term_names:
         callbacks.append((f"{term}_loss", PassthroughScoring(name=f"{term}_loss", on_train=True)))
+    callbacks.append(("valid_loss", PassthroughScoring(name="valid_loss")))
+    for term in term_names:  # skipped in epochs without a validation batch of the term
+        callbacks.append((f"valid_{term}_loss", PassthroughScoring(name=f"valid_{term}_loss")))
     callbacks += [
-        ("valid_loss", PassthroughScoring(name="valid_loss")),
         ("valid_acc", EpochScoring(valid_accuracy, name="valid_acc", lower_is_better=False)),
     ]
     epochs = max_epochs if isinstance(max_epochs, numbers.Integral) else 1

@@ -97,6 +97,14 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
     lr_schedule : {"cosine", "step"} or None, default="cosine"
         Decay over ``max_epochs``: cosine annealing to 0, or a x0.1 step at two
         thirds of training; ``None`` keeps ``lr`` constant.
+    max_grad_norm : float or None, default=5.0
+        Clip the gradient's global L2 norm (over every trained parameter) to
+        this value at each step (skorch's ``GradientNormClipping``); ``None``
+        does not clip.  Few labelled images make few, noisy steps, and the
+        first ones -- a random target head, a regulariser's term -- can be
+        large enough to wreck the pre-trained features.  Measured on EfficientNet-Lite0 -> Fashion-MNIST
+        (10 images per class): it raised plain fine-tuning and Co-Tuning
+        alike (see the user guide, "Training recipe").
     batch_size : int, default=48
         Mini-batch size for training, preparation and prediction.
     max_epochs : int, default=20
@@ -166,8 +174,11 @@ use_caching, torch_load_kwargs, **kwargs
     module_ : FineTuningNetwork
         ``forward`` returns ``(target_logits, source_logits, features)``.
     history_ : skorch.History
-        Per epoch: ``train_loss``, ``target_loss``, one ``<term>_loss`` per
-        regulariser term (and ``valid_loss``/``valid_acc`` with a split).
+        Per epoch: ``train_loss`` (the total), ``target_loss``, one
+        ``<term>_loss`` per regulariser term; with a validation split,
+        ``valid_loss`` (the target criterion alone, for every method),
+        ``valid_acc`` and ``valid_<term>_loss`` for the terms computed on
+        validation batches.
     """
 
     prefixes_ = NeuralNetClassifier.prefixes_ + ["regularizer"]
@@ -179,6 +190,7 @@ use_caching, torch_load_kwargs, **kwargs
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "backbone_lr_mult": [Interval(numbers.Real, 0, None, closed="left")],
         "lr_schedule": [StrOptions({"cosine", "step"}), None],
+        "max_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "train_transform": [callable, StrOptions({"eval"}), None],
@@ -204,6 +216,7 @@ use_caching, torch_load_kwargs, **kwargs
         lr: float = 0.01,
         backbone_lr_mult: float = 0.1,
         lr_schedule: str | None = "cosine",
+        max_grad_norm: float | None = 5.0,
         batch_size: int = 48,
         max_epochs: int = 20,
         optimizer: Any = torch.optim.SGD,
@@ -260,6 +273,7 @@ use_caching, torch_load_kwargs, **kwargs
         self.regularizer = regularizer
         self.backbone_lr_mult = backbone_lr_mult
         self.lr_schedule = lr_schedule
+        self.max_grad_norm = max_grad_norm
         self.train_transform = train_transform
         self.eval_transform = eval_transform
         self.test_time_augmentation = test_time_augmentation
@@ -370,6 +384,8 @@ use_caching, torch_load_kwargs, **kwargs
         if regularizer is not None:
             regularizer.bind(n_classes, head.out_features, head.in_features)
         needs = regularizer.needs if regularizer is not None else frozenset()
+        if "source" in needs and not regularizer.trains_source_head:
+            head.requires_grad_(False)  # read (gradients reach the backbone) but kept as is
         module = FineTuningNetwork(backbone, n_classes, regularizer, "source" in needs)
         self.channels_last_ = self.channels_last_ and backbone.convolutional
         if self.channels_last_:
@@ -414,7 +430,8 @@ use_caching, torch_load_kwargs, **kwargs
 
     @property
     def _default_callbacks(self):
-        return default_callbacks(self.max_epochs, self.lr_schedule, self._loss_term_names())
+        return default_callbacks(self.max_epochs, self.lr_schedule, self._loss_term_names(),
+                                 self.max_grad_norm)
 
     # ---------------------------------------------------------- training step
     def infer(self, x: Any, **fit_params: Any) -> NetworkOutput:
@@ -439,30 +456,42 @@ use_caching, torch_load_kwargs, **kwargs
             ) from exc
 
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False):
-        """The target criterion plus the regulariser's weighted terms; logs each term."""
+        """The training loss: the target criterion plus the regulariser's weighted terms.
+
+        In training, each term is logged (unweighted) as ``<term>_loss`` and
+        the target criterion as ``target_loss``.  On validation batches the
+        loss returned -- so ``valid_loss`` -- is the target criterion alone,
+        the same quantity for every method (early stopping and checkpoints
+        on ``valid_loss`` compare like with like); each term the regulariser
+        computes there is logged as ``valid_<term>_loss``.
+        """
         target_logits = y_pred[0]
         y = to_tensor(y_true, device=target_logits.device).long()
         target_loss = self.criterion_(target_logits.float(), y)
-        loss = target_loss
-        values = dict.fromkeys(self._loss_term_names(), 0.0)
         regularizer = self.regularizer_
-        if regularizer is not None:
-            for term in regularizer(y_pred, y):
-                loss = loss + term.weight * term.value
-                values[term.name] = term.value.detach()
-        if training:
-            total, target_value = loss.item(), target_loss.item()
-            if not math.isfinite(total):
-                raise FloatingPointError(
-                    f"The training loss became {total} (target loss {target_value}) "
-                    f"in epoch {len(self.history)}, batch {len(self.history[-1, 'batches']) + 1}: "
-                    f"training diverged, so fit stopped instead of returning a network that "
-                    f"predicts NaN. Lower lr (now {self.lr}) or the regulariser's weight, or "
-                    f"check the inputs' scale."
-                )
-            self.history.record_batch("target_loss", target_value)
-            for name, value in values.items():
-                self.history.record_batch(f"{name}_loss", float(value))
+        terms = regularizer(y_pred, y) if regularizer is not None else []
+        if not training:
+            for term in terms:
+                self.history.record_batch(f"valid_{term.name}_loss", term.value.item())
+            return target_loss
+        loss = target_loss
+        values = dict.fromkeys(regularizer.terms if regularizer is not None
+                               else self._loss_term_names(), 0.0)
+        for term in terms:
+            loss = loss + term.weight * term.value
+            values[term.name] = term.value.detach()
+        total, target_value = loss.item(), target_loss.item()
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                f"The training loss became {total} (target loss {target_value}) "
+                f"in epoch {len(self.history)}, batch {len(self.history[-1, 'batches']) + 1}: "
+                f"training diverged, so fit stopped instead of returning a network that "
+                f"predicts NaN. Lower lr (now {self.lr}) or the regulariser's weight, or "
+                f"check the inputs' scale."
+            )
+        self.history.record_batch("target_loss", target_value)
+        for name, value in values.items():
+            self.history.record_batch(f"{name}_loss", float(value))
         return loss
 
     # ------------------------------------------------------------- public API

@@ -71,11 +71,14 @@ def test_loss_matches_hand_computation(tiny_backbone, image_data):
     with torch.no_grad():
         clf.module_.eval()
         target, source, features = clf.module_(torch.as_tensor(X[:8]))
-        loss = clf.get_loss((target, source, features), codes)
+        loss = clf.get_loss((target, source, features), codes, training=True)
+        valid_loss = clf.get_loss((target, source, features), codes, training=False)
     R = torch.as_tensor(clf.relationship_.soft_targets(y[:8]), dtype=torch.float32)
     ce = torch.nn.functional.cross_entropy(target, torch.as_tensor(codes))
     soft = -(R * torch.log_softmax(source, 1)).sum(1).mean()
     assert loss.item() == pytest.approx((ce + 0.5 * soft).item(), rel=1e-5)
+    # on validation batches the loss is the target criterion alone
+    assert valid_loss.item() == pytest.approx(ce.item(), rel=1e-5)
 
 
 def test_learning_rate_groups(tiny_backbone, image_data):

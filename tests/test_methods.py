@@ -97,10 +97,29 @@ def test_delta_distance_matches_tllib_formula():
         b, c, h, w = fm_src.shape
         distance = torch.norm(fm_tgt.reshape(b, c, h * w) - fm_src.reshape(b, c, h * w), 2, 2)
         expected = expected + 0.5 * torch.sum(c * torch.mul(att, distance ** 2) / (h * w))
-    value = attention_feature_distance(s, t, a)
+    value = attention_feature_distance(s, t, a, reduction="sum")
     torch.testing.assert_close(value, expected)
     value.backward()
     assert all(x.grad is not None for x in s)
+
+
+def test_delta_mean_distance_is_the_attention_weighted_mse_per_element():
+    torch.manual_seed(1)
+    s = [torch.randn(4, 3, 5, 5), torch.randn(4, 6, 2, 2)]
+    t = [torch.randn(4, 3, 5, 5), torch.randn(4, 6, 2, 2)]
+    a = [torch.softmax(torch.randn(3), 0), torch.softmax(torch.randn(6), 0)]
+    expected = 0.0
+    for fs, ft, att in zip(s, t, a):  # by hand: loop over channels
+        for c in range(fs.shape[1]):
+            expected += float(att[c]) * float(((fs[:, c] - ft[:, c]) ** 2).mean())
+    assert float(attention_feature_distance(s, t, a)) == pytest.approx(expected, rel=1e-5)
+    # the same scale for any batch size: the batch repeated gives the same value
+    s2, t2 = [torch.cat([x, x]) for x in s], [torch.cat([x, x]) for x in t]
+    assert float(attention_feature_distance(s2, t2, a)) == pytest.approx(expected, rel=1e-5)
+    # a uniform shift of 1 everywhere: distance 1 per layer
+    ones = [torch.full_like(x, 1.0) for x in t]
+    assert float(attention_feature_distance([x + 1 for x in t], t, a)) == pytest.approx(2.0)
+    assert float(attention_feature_distance(ones, ones, a)) == 0.0
 
 
 def test_attention_normalisation_matches_tllib():
@@ -167,15 +186,18 @@ def test_lwf_term_is_the_distillation_from_the_pretrained_head(net2, image_data)
     net.zero_grad(set_to_none=True)
     out = net(torch.as_tensor(X[:8]))
     value = clf.regularizer_(out, torch.zeros(8, dtype=torch.long))[0].value
-    with torch.no_grad():
+    with torch.no_grad(), clf.regularizer_.teacher.batch_statistics():
         teacher = clf.regularizer_.teacher.logits(x)
     torch.testing.assert_close(value, distillation_loss(out[1], teacher, 2.0))
-    # gradients reach the fine-tuned source head and backbone, never the teacher
+    # gradients reach the backbone through the frozen source head (as in tllib),
+    # never the source head itself or the teacher
     value.backward()
-    assert net.source_head.weight.grad is not None
+    assert net.features.stem[0].weight.grad is not None
+    assert net.source_head.weight.grad is None and not net.source_head.weight.requires_grad
+    assert not (_optimised(clf) & {id(p) for p in net.source_head.parameters()})
     assert all(p.grad is None for p in clf.regularizer_.teacher.parameters())
     net.eval()
-    assert clf.regularizer_(net(torch.as_tensor(X[:8])), None)[0].value == 0  # eval: no capture
+    assert clf.regularizer_(net(torch.as_tensor(X[:8])), None) == []  # eval: not computed
 
 
 def test_delta_chooses_stages_and_learns_attention(net2, image_data, tmp_path):
@@ -214,6 +236,59 @@ def test_delta_chooses_stages_and_learns_attention(net2, image_data, tmp_path):
     torch.manual_seed(0)
     b = reg(net(torch.as_tensor(X[:8])), None)[0].value
     torch.testing.assert_close(a, b)
+
+
+def _shifted_images(n=24, seed=0):
+    """Images far from anything a backbone's statistics were estimated on."""
+    rng = np.random.default_rng(seed)
+    return (0.9 + 0.1 * rng.random((n, 3, 8, 8))).astype(np.float32), np.arange(n) % 3
+
+
+def _pretrain_batchnorm(net, seed=1):
+    """Give the backbone's BatchNorm layers statistics of other data (the 'source')."""
+    rng = np.random.default_rng(seed)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.as_tensor(rng.normal(0, 3, (16, 3, 8, 8)), dtype=torch.float32))
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    return net
+
+
+@pytest.mark.parametrize("name", ["delta", "lwf"])
+def test_regularisers_towards_the_start_are_zero_at_step_0(net2, name):
+    # out-of-domain data: the student normalises by batch statistics, so must the teacher
+    X, y = _shifted_images()
+    net2 = _pretrain_batchnorm(net2)
+    clf = FineTuningClassifier(net2, regularizer=name, max_epochs=0, **{
+        k: v for k, v in PARAMS.items() if k != "max_epochs"})
+    clf.fit(X, y)  # builds the network; no epoch
+    reg = clf.regularizer_
+    reg.prepare(clf, clf.get_dataset(X, y))
+    net = clf.module_
+    net.train()
+    out = net(torch.as_tensor(X[:16]))
+    term = reg(out, torch.as_tensor(y[:16]))[0]
+    assert term.name == name
+    assert abs(float(term.value.detach())) < 1e-5
+    # tllib's teacher (evaluation mode) is far from it on the same batch
+    x = net.normalize(torch.as_tensor(X[:16]))
+    with torch.no_grad():
+        eval_logits = reg.teacher.head(reg.teacher(x)) if name == "lwf" else None
+        eval_maps = reg.teacher.features.stem(x) if name == "delta" else None
+    if name == "lwf":
+        assert float(distillation_loss(out[1], eval_logits, reg.T)) > 1e-3
+    else:
+        assert float(((net.features.stem(x) - eval_maps) ** 2).mean()) > 1e-2
+    # the pre-trained statistics were not touched by the teacher's batch pass
+    for key, value in reg.teacher.features.state_dict().items():
+        torch.testing.assert_close(value, net2.state_dict()[key])
 
 
 def test_delta_removal_attention_is_the_loss_rise(net2, image_data):
@@ -431,3 +506,81 @@ def test_stage_outputs_prefer_stage_containers_over_the_next_stages_first_layer(
     net.add_module("stage2", nn.Sequential(Block(6, 8, 2), Block(8, 8, 1)))
     layers = stage_outputs(net, torch.zeros(2, 3, 8, 8))
     assert layers == [("stage1", 6), ("stage2", 8)]
+
+
+# ------------------------------------------------- one meaning per number
+@pytest.mark.parametrize("spec", ["co_tuning", "l2_sp", "delta", "lwf", "bss"])
+def test_valid_loss_is_the_target_criterion_for_every_method(net2, image_data, spec):
+    from sklearn.metrics import log_loss
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    X, y = image_data
+    codes = np.unique(y, return_inverse=True)[1]  # the classes_ order
+    clf = FineTuningClassifier(net2, regularizer=spec, **PARAMS,
+                               train_split=predefined_split(Dataset(X[:24], codes[:24])))
+    clf.fit(X, y)
+    last = clf.history[-1]
+    # valid_loss is the cross-entropy of the predictions on the validation images, nothing more
+    expected = log_loss(codes[:24], clf.predict_proba(X[:24]), labels=[0, 1, 2])
+    assert last["valid_loss"] == pytest.approx(expected, rel=1e-4)
+    computed_in_eval = {"co_tuning": ["cotuning"], "l2_sp": ["l2_sp", "head_l2"],
+                        "delta": ["head_l2"], "lwf": [], "bss": ["bss"]}[spec]
+    for term in clf.regularizer_.terms:
+        assert (f"valid_{term}_loss" in last) == (term in computed_in_eval), term
+    if spec == "co_tuning":  # the validation term is the soft-target loss on those images
+        reg = clf.regularizer_
+        clf.module_.eval()
+        with torch.no_grad():
+            out = clf.module_(torch.as_tensor(X[:24]))
+        value = float(reg(out, torch.as_tensor(codes[:24]))[0].value)
+        assert last["valid_cotuning_loss"] == pytest.approx(value, rel=1e-4)
+
+
+def test_bss_skips_the_short_last_batch_of_an_epoch(net2):
+    torch.manual_seed(0)
+    reg = BSS()
+    reg.train()
+    full, short = torch.randn(16, 10), torch.randn(4, 10)
+    out = lambda f: (None, None, f)  # noqa: E731
+    assert float(reg(out(full), None)[0].value) == pytest.approx(
+        float(torch.linalg.svdvals(full)[-1] ** 2), rel=1e-5)
+    assert float(reg(out(short), None)[0].value) == 0.0  # smaller than a full batch: skipped
+    # a fit whose data is smaller than one batch: every batch is full size
+    small = BSS().train()
+    assert float(small(out(short), None)[0].value) > 0
+    # validation batches are scored whatever their size
+    reg.eval()
+    assert float(reg(out(short), None)[0].value) > 0
+
+
+def test_stochnorm_prepare_reestimates_the_moving_statistics_on_the_training_split(net2):
+    X, y = _shifted_images(30)
+    net2 = _pretrain_batchnorm(net2)
+    source_mean = net2.stem[1].running_mean.clone()
+    for reestimate in (True, False):
+        clf = FineTuningClassifier(net2, regularizer="stochnorm", max_epochs=0,
+                                   regularizer__reestimate=reestimate,
+                                   **{k: v for k, v in PARAMS.items() if k != "max_epochs"})
+        clf.fit(X, y)
+        reg, net = clf.regularizer_, clf.module_
+        reg.prepare(clf, clf.get_dataset(X, y))
+        bn = net.features.stem[1]
+        if not reestimate:
+            torch.testing.assert_close(bn.running_mean, source_mean)
+            continue
+        with torch.no_grad():  # the population statistics of the training images, by hand
+            conv = net.features.stem[0](net.normalize(torch.as_tensor(X)))
+        batches = [conv[i:i + 16] for i in range(0, 30, 16)]
+        mean = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+        torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
+        assert bn.momentum == 0.1 and reg.stochastic
+
+
+def test_source_head_trains_unless_every_reader_keeps_it_frozen(net2, image_data):
+    X, y = image_data
+    for spec, trains in (("co_tuning", True), ("lwf", False), (["co_tuning", "lwf"], True),
+                         (["lwf", "bss"], False)):
+        clf = _fit(net2, X, y, regularizer=spec, max_epochs=1)
+        head = {id(p) for p in clf.module_.source_head.parameters()}
+        assert bool(_optimised(clf) & head) == trains, spec

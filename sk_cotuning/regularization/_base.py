@@ -67,13 +67,18 @@ class Regularizer(nn.Module):
         Names of the loss terms, in the order :meth:`forward` returns them.
     needs : frozenset of {"source", "features"}
         Outputs of the network the loss reads; ``"source"`` makes the network
-        evaluate (and the optimiser train) the source head.
+        evaluate (and, unless :attr:`trains_source_head` is false, the
+        optimiser train) the source head.
+    trains_source_head : bool
+        Whether the source head trains when :attr:`needs` has ``"source"``
+        (LWF keeps it frozen, as tllib does).
     prepared : Tensor of dtype bool, shape ()
         Buffer: whether :meth:`prepare` has run (saved with the network).
     """
 
     terms: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[str]] = frozenset()
+    trains_source_head: ClassVar[bool] = True
     #: The name in ``REGULARIZERS`` (and in a combination's parameter prefixes).
     name: ClassVar[str] = "regularizer"
     #: The SGD weight decay the estimator defaults to with this method (``None``:

@@ -26,8 +26,9 @@ class Combined(Regularizer):
 
     Notes
     -----
-    ``needs`` is the union of the parts'; the default weight decay is the
-    smallest any part asks for.
+    ``needs`` is the union of the parts'; the source head trains if any part
+    that reads it trains it; the default weight decay is the smallest any
+    part asks for.
     """
 
     name = "combined"
@@ -101,6 +102,10 @@ class Combined(Regularizer):
     @property
     def needs(self) -> frozenset[str]:  # type: ignore[override]
         return frozenset().union(*(part.needs for _, part in self.parts))
+
+    @property
+    def trains_source_head(self) -> bool:  # type: ignore[override]
+        return any(p.trains_source_head for _, p in self.parts if "source" in p.needs)
 
     @property
     def weight_decay(self) -> float | None:  # type: ignore[override]

@@ -1,14 +1,19 @@
 """DELTA (Li et al., ICLR 2019): keep the feature maps that matter near the pre-trained ones.
 
-``loss += alpha * sum_l 0.5 * sum_{n,c} C_l * a_lc * ||FM_lc(w, x_n) - FM_lc(w0, x_n)||^2 / (H_l W_l)
+``loss += alpha * sum_l sum_c a_lc * mean_{n,h,w} (FM_lc(w, x) - FM_lc(w0, x))^2
         + beta * 0.5 * ||w_head||^2``
 
 over the feature maps ``FM_l`` of a few layers of the fine-tuned (``w``) and
 the frozen pre-trained (``w0``) backbone, on the same batch; ``a_l`` is the
 channel attention (summing to one per layer), learned once from the
 pre-trained model on the target data: how much a linear classifier on the
-pre-trained features loses when a channel is removed.  The formula is
-tllib's ``AttentionBehavioralRegularization`` (a sum over the batch).
+pre-trained features loses when a channel is removed.  tllib's
+``AttentionBehavioralRegularization`` sums over the batch and weighs each
+layer by its channel count, ``sum_l 0.5 * sum_{n,c} C_l * a_lc *
+||FM_lc(w, x_n) - FM_lc(w0, x_n)||^2 / (H_l W_l)``; it is kept as
+``reduction="sum"``.  The default ``reduction="mean"`` takes the mean per
+element instead, so one weight serves every backbone, batch size and input
+size.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ __all__ = ["DELTA", "attention_feature_distance", "normalize_attention"]
 
 
 def attention_feature_distance(
-    student: list[torch.Tensor], teacher: list[torch.Tensor], attention: list[torch.Tensor]
+    student: list[torch.Tensor], teacher: list[torch.Tensor], attention: list[torch.Tensor],
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """DELTA's attention-weighted feature-map distance (tllib's formula).
+    """DELTA's attention-weighted feature-map distance.
 
     Parameters
     ----------
@@ -42,17 +48,28 @@ def attention_feature_distance(
         teacher's are treated as constants).
     attention : list of Tensor of shape (C_l,)
         Channel attention per layer (each sums to one).
+    reduction : {"mean", "sum"}, default="mean"
+        ``"mean"``: ``sum_l sum_c a_lc * mean_{n,h,w} (s - t)^2``, the
+        attention-weighted mean squared difference per element, summed over
+        the layers -- the same scale for any batch size, channel count and
+        input size.  ``"sum"``: tllib's
+        ``sum_l 0.5 * sum_{n,c} C_l * a_lc * ||s_nc - t_nc||^2 / (H_l W_l)``,
+        which grows with the batch size and the channels (``"sum"`` equals
+        ``"mean"`` times ``0.5 * N * C_l`` per layer).
 
     Returns
     -------
     Tensor
-        ``sum_l 0.5 * sum_{n,c} C_l * a_lc * ||s_nc - t_nc||^2 / (H_l W_l)``, a scalar.
+        A scalar.
     """
     total = student[0].new_zeros((), dtype=torch.float32)
     for s, t, a in zip(student, teacher, attention):
         n, c, h, w = s.shape
-        d = (s.float() - t.detach().float()).reshape(n, c, h * w).pow(2).sum(dim=2)
-        total = total + 0.5 * (c * a.float().view(1, c) * d / (h * w)).sum()
+        d = (s.float() - t.detach().float()).reshape(n, c, h * w).pow(2).mean(dim=2)  # (N, C)
+        if reduction == "sum":
+            total = total + 0.5 * (c * a.float().view(1, c) * d).sum()
+        else:
+            total = total + (a.float().view(1, c) * d).sum() / n
     return total
 
 
@@ -93,8 +110,11 @@ class DELTA(Regularizer):
 
     Parameters
     ----------
-    alpha : float, default=0.01
-        Weight of the feature-map distance (tllib's ``--trade-off-backbone``).
+    alpha : float, default=0.1
+        Weight of the feature-map distance.  With ``reduction="mean"`` the
+        distance is a mean squared difference per feature-map element, the
+        same scale for any backbone; tllib's ``--trade-off-backbone`` default
+        0.01 goes with ``reduction="sum"``.
     beta : float, default=0.01
         Weight of ``0.5 * ||w_head||^2`` on the new target head.
     attention : {"taylor", "removal", "uniform"}, default="taylor"
@@ -119,6 +139,12 @@ class DELTA(Regularizer):
         attention (``None``: all).
     C : float, default=1.0
         Inverse L2 strength of the attention's linear probe.
+    reduction : {"mean", "sum"}, default="mean"
+        How the distance is reduced (see :func:`attention_feature_distance`):
+        ``"mean"`` per element, ``"sum"`` tllib's sum over the batch and
+        channels (its size grows with batch size x channels: about 1e5 on
+        EfficientNet-Lite0's stages, so tllib's ``alpha`` there is a
+        different weight on every backbone).
 
     Attributes
     ----------
@@ -132,7 +158,13 @@ class DELTA(Regularizer):
     Notes
     -----
     One extra forward pass (without gradients) through the frozen copy per
-    training step; the term is computed on training batches only.  The
+    training step, normalising by the batch's statistics as the fine-tuned
+    network does (:meth:`FrozenCopy.batch_statistics`), so the distance is 0
+    before the first step; tllib runs the copy in evaluation mode, which on
+    a target whose statistics differ from the source's makes the term
+    thousands of times the classification loss at step 0.  The feature term
+    is computed on training batches only (``valid_delta_loss`` is not
+    logged).  The
     default SGD weight decay becomes 0 (:attr:`weight_decay`), as in tllib.
     """
 
@@ -140,8 +172,9 @@ class DELTA(Regularizer):
     name = "delta"
     weight_decay = 0.0
 
-    def __init__(self, alpha: float = 0.01, beta: float = 0.01, attention: str = "taylor",
-                 layers: Any = None, attention_batches: Any = None, C: float = 1.0) -> None:  # noqa: N803
+    def __init__(self, alpha: float = 0.1, beta: float = 0.01, attention: str = "taylor",
+                 layers: Any = None, attention_batches: Any = None, C: float = 1.0,  # noqa: N803
+                 reduction: str = "mean") -> None:
         super().__init__()
         self.alpha = alpha
         self.beta = beta
@@ -149,6 +182,7 @@ class DELTA(Regularizer):
         self.layers = layers
         self.attention_batches = attention_batches
         self.C = C
+        self.reduction = reduction
         self.teacher: nn.Module | None = None
         self.register_buffer("channel_attention", torch.zeros(0))
         self.layers_: list[tuple[str, int]] = []
@@ -176,6 +210,8 @@ class DELTA(Regularizer):
         c = self.C
         if isinstance(c, bool) or not isinstance(c, numbers.Real) or not c > 0:
             raise ValueError(f"C must be a float > 0, got {c!r}.")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}.")
 
     # ------------------------------------------------------------- structure
     def attach(self, network: nn.Module) -> None:
@@ -318,16 +354,19 @@ class DELTA(Regularizer):
         student = [self._student_maps.get(k) for k in range(len(self.layers_))]
         self._student_maps.clear()
         head = LossTerm("head_l2", head_l2(self.network.target_head), float(self.beta))
-        if x is None or not self.layers_ or any(s is None for s in student):
+        if x is None:  # not a training batch: the feature term is not computed
+            return [head]
+        if not self.layers_ or any(s is None for s in student):
             return [LossTerm("delta", self._zero(outputs), float(self.alpha)), head]
         self._teacher_pass = True
         try:
-            with torch.no_grad(), self._capture.precision(x.device):
+            with torch.no_grad(), self._capture.precision(x.device), \
+                    self.teacher.batch_statistics():
                 self.teacher(x)
             teacher = [self._teacher_maps[k] for k in range(len(self.layers_))]
         finally:
             self._teacher_pass = False
             self._teacher_maps.clear()
         attention = torch.split(self.channel_attention, [c for _, c in self.layers_])
-        value = attention_feature_distance(student, teacher, list(attention))
+        value = attention_feature_distance(student, teacher, list(attention), self.reduction)
         return [LossTerm("delta", value, float(self.alpha)), head]

@@ -67,12 +67,19 @@ class LWF(Regularizer):
 
     Notes
     -----
-    The term is computed on training batches; ``valid_loss`` holds the target
-    loss only.
+    The source head stays frozen at its pre-trained weights (as in tllib,
+    whose optimiser never sees it): the term moves the backbone only, so it
+    keeps the backbone's features answering like the pre-trained model's.
+    The teacher normalises a training batch by the batch's statistics, as the
+    fine-tuned network does (:meth:`FrozenCopy.batch_statistics`), so the
+    term is 0 before the first step; tllib's teacher answers in evaluation
+    mode.  The term is computed on training batches only (``valid_lwf_loss``
+    is not logged).
     """
 
     terms = ("lwf",)
     needs = frozenset({"source"})
+    trains_source_head = False
     name = "lwf"
 
     def __init__(self, trade_off: float = 4.0, T: float = 3.0) -> None:  # noqa: N803 - tllib's name
@@ -95,9 +102,9 @@ class LWF(Regularizer):
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         x = self._capture.pop()
-        if x is None:  # not a training batch
-            return [LossTerm("lwf", outputs[0].new_zeros(()), float(self.trade_off))]
-        with torch.no_grad(), self._capture.precision(x.device):
+        if x is None:  # not a training batch: the term is not computed
+            return []
+        with torch.no_grad(), self._capture.precision(x.device), self.teacher.batch_statistics():
             teacher = self.teacher.logits(x)
         value = distillation_loss(outputs[1], teacher, float(self.T))
         return [LossTerm("lwf", value, float(self.trade_off))]

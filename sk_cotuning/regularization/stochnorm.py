@@ -7,6 +7,8 @@ by the moving statistics (as at test time)::
     z = (1 - s) * z_moving + s * z_batch,   s ~ Bernoulli(p) per channel
 
 tllib's ``StochNorm2d`` (and ``convert_model``).  Evaluation is unchanged.
+Unlike tllib, the moving statistics start as the target's (see
+:meth:`StochNorm.prepare`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numbers
 from typing import Any
 
 import torch
+from skorch.dataset import unpack_data
+from skorch.utils import to_tensor
 from torch import nn
 
 from sk_cotuning.regularization._base import LossTerm, Regularizer
@@ -32,7 +36,7 @@ class _StochasticBranch:
         self.busy = False
 
     def before(self, module: nn.Module, args: tuple) -> None:
-        if not (module.training and self.owner.training) or self.busy:
+        if not (module.training and self.owner.training and self.owner.stochastic) or self.busy:
             return
         # the moving-statistics output, computed before this batch updates them;
         # through the module itself, so a fused activation (timm's BatchNormAct2d)
@@ -69,6 +73,10 @@ class StochNorm(Regularizer):
         Probability that a channel uses the batch's statistics in a training
         step (tllib's default); ``1.0`` is plain BatchNorm, ``0.0`` always
         the moving statistics.
+    reestimate : bool, default=True
+        Re-estimate the moving statistics on the training split before
+        training (:meth:`prepare`).  ``False`` starts from the source's
+        statistics, as tllib does.
 
     Notes
     -----
@@ -76,18 +84,31 @@ class StochNorm(Regularizer):
     such as timm's ``BatchNormAct2d``) in the feature extractor; a backbone
     without BatchNorm gets a ``ValueError``.  The moving statistics are
     still updated by every training batch, as in tllib.
+
+    Why re-estimate: the moving-statistics branch normalises by the stored
+    statistics, which are the source data's (ImageNet's) until training has
+    moved them.  With few steps they barely move -- EfficientNet-Lite0's
+    TF-ported BatchNorm uses momentum 0.01, so after 80 steps 45% of each
+    statistic is still ImageNet's -- and half the channels of every training
+    step are then normalised for another data set.  One pass over the
+    training split (no augmentation, no gradients) gives the target's
+    statistics before the first step.
     """
 
     name = "stochnorm"
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, p: float = 0.5, reestimate: bool = True) -> None:
         super().__init__()
         self.p = p
+        self.reestimate = reestimate
+        self.stochastic = True  # off while prepare() re-estimates the statistics
 
     def check(self) -> None:
         p = self.p
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}.")
+        if not isinstance(self.reestimate, bool):
+            raise ValueError(f"reestimate must be True or False, got {self.reestimate!r}.")
 
     def attach(self, network: nn.Module) -> None:
         super().attach(network)
@@ -98,11 +119,41 @@ class StochNorm(Regularizer):
                 "StochNorm needs BatchNorm layers with running statistics in the backbone, "
                 "and this one has none; use another regularizer."
             )
+        self._norms = norms
         for module in norms:
             branch = _StochasticBranch(self)
             module.register_forward_pre_hook(branch.before)
             module.register_forward_hook(branch.after)
         self.n_layers_ = len(norms)
+
+    def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
+        """Re-estimate the moving statistics on the training split (if ``reestimate``).
+
+        The pre-trained network runs once over the training split in
+        training mode without gradients; each BatchNorm layer's statistics
+        become the cumulative average over those batches (PyTorch's
+        ``momentum=None``), then its momentum is restored.
+        """
+        if not self.reestimate:
+            return
+        network = self.network
+        momenta = [m.momentum for m in self._norms]
+        was_training = network.training
+        for m in self._norms:
+            m.reset_running_stats()
+            m.momentum = None
+        self.stochastic = False
+        network.train(True)
+        try:
+            with torch.no_grad():
+                for batch in net.get_iterator(dataset, training=False):
+                    Xi, _ = unpack_data(batch)
+                    network.features(network.normalize(to_tensor(Xi, device=net.device)))
+        finally:
+            network.train(was_training)
+            self.stochastic = True
+            for m, momentum in zip(self._norms, momenta):
+                m.momentum = momentum
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         return []
