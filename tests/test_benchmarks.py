@@ -119,3 +119,47 @@ def test_fashion_protocol_subsets_are_stratified_draws():
     a, b = fp.subset(y, "10/class", 0), fp.subset(y, "10/class", 1)
     assert np.bincount(y[a]).tolist() == [10] * 10 and set(a) != set(b)
     assert len(fp.subset(y, 0.01, 0)) == 60
+
+
+def test_fashion_protocol_tunes_every_method_from_the_same_candidates():
+    import json
+
+    import pandas as pd
+
+    import fashion_protocol as fp
+
+    protocol = fp.Protocol()
+    # every weighted method: its default and one step either side
+    assert protocol.candidates(fp.COT) == [pytest.approx(2.3 / 3, rel=1e-3), 2.3, pytest.approx(6.9)]
+    assert protocol.candidates("StochNorm") == [0.25, 0.5, 0.75]
+    assert all(len(protocol.candidates(m)) == 3 for m in fp.WEIGHTS)
+    assert set(protocol.tuned_methods("10/class")) == set(fp.WEIGHTS)
+    assert protocol.tuned_methods(0.05) == [fp.COT]  # only what runs there
+    # the base recipe reaches everyone but scratch; borrowed weights go to the right parts
+    base = {"lr": 0.03, "backbone_lr_mult": 1.0}
+    weights = {fp.COT: 0.77, "BSS": 0.003}
+    assert fp.method_params(fp.SCRATCH, base, weights) == {}
+    assert fp.method_params(fp.FT, base, weights) == base
+    assert fp.method_params(fp.COT, base, weights) == {**base, "regularizer__trade_off": 0.77}
+    assert fp.method_params("control: shifted rows", base, weights)["regularizer__trade_off"] == 0.77
+    assert fp.method_params("Co-Tuning + BSS", base, weights) == {
+        **base, "regularizer__co_tuning__trade_off": 0.77, "regularizer__bss__trade_off": 0.003}
+    # the choice is the best hold-out accuracy; a diverged candidate (NaN) never wins
+    table = pd.DataFrame({"params": [json.dumps({"a": 1}), json.dumps({"a": 2}), json.dumps({"a": 3})],
+                          "holdout_accuracy": [0.5, np.nan, 0.6]})
+    assert fp.choose(table) == {"a": 3}
+    assert fp.rate_label("10/class", 100) == "10/class (0.17%)" and fp.rate_label("0.01", 600) == "1%"
+    # epochs never shrink as the subset grows
+    epochs = [protocol.epochs[r] * fp.subset(np.repeat(np.arange(10), 6000), r, 0).size
+              for r in protocol.rates]
+    assert epochs == sorted(epochs)
+
+
+def test_recipe_probe_fits_a_candidate_on_the_glyph_pair():
+    import recipe_probe
+
+    data = recipe_probe.glyph_data(0)
+    assert not set(map(tuple, data[2].reshape(len(data[2]), -1))) & set(map(tuple, data[0]))  # disjoint
+    row = recipe_probe.fit_one("glyph", "Co-Tuning T=1 + clip 5", 0, data)
+    assert row["fitted_T"] == 1.0 and 50 < row["val_accuracy"] <= 100
+    assert np.isfinite(row["val_accuracy_bn_recalibrated"])
