@@ -20,12 +20,39 @@ load_image_folder, sample_rate_indices
     sampling-rate subset.
 """
 
-from sk_cotuning.backbones import available_backbones
-from sk_cotuning.classifier import CoTuningClassifier
-from sk_cotuning.datasets import load_image_folder, sample_rate_indices
-from sk_cotuning.net import FineTuningClassifier
-from sk_cotuning.regularization import CoTuning, CoTuningLoss, Regularizer
-from sk_cotuning.relationship import CategoryRelationship, leep_score
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded on first use (PEP 562), so that ``python -m sk_cotuning --help`` and
+# ``import sk_cotuning`` do not pay for torch until an estimator is needed.
+_PUBLIC = {
+    "CategoryRelationship": "sk_cotuning.relationship",
+    "CoTuning": "sk_cotuning.regularization",
+    "CoTuningClassifier": "sk_cotuning.classifier",
+    "CoTuningLoss": "sk_cotuning.regularization",
+    "FineTuningClassifier": "sk_cotuning.net",
+    "Regularizer": "sk_cotuning.regularization",
+    "available_backbones": "sk_cotuning.backbones",
+    "leep_score": "sk_cotuning.relationship",
+    "load_image_folder": "sk_cotuning.datasets",
+    "sample_rate_indices": "sk_cotuning.datasets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sk_cotuning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "CategoryRelationship",

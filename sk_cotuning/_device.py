@@ -33,10 +33,17 @@ def check_device(device: Any) -> None:
         if device == "auto":
             return
         try:
-            torch.device(device)
-            return
+            resolved = torch.device(device)
         except RuntimeError:
             pass
+        else:
+            if resolved.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError(
+                    f"device={device!r}, but CUDA is not available on this machine (no "
+                    f"NVIDIA driver or GPU, or a CPU-only torch). device='auto' uses CUDA "
+                    f"where it exists and the CPU elsewhere."
+                )
+            return
     raise ValueError(
         f"device must be 'auto', None (leave the network where it is), or a torch device "
         f"such as 'cpu' or 'cuda:0'; got {device!r}."

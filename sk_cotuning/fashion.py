@@ -104,7 +104,13 @@ def run_fashion(config: FashionConfig | None = None,
         _, X_all, _, y_all = train_test_split(X_all, y_all, test_size=config.test_size,
                                               stratify=y_all, random_state=0)
     X_test = _resize(X_all, config.size)
-    rate = config.per_class / np.bincount(y_pool).min()
+    most = int(np.bincount(y_pool).min())
+    if not 1 <= config.per_class <= most:
+        raise ValueError(
+            f"per_class must be between 1 and {most} (the images of the smallest class in "
+            f"the training split), got {config.per_class}."
+        )
+    rate = config.per_class / most
     acc: dict[str, list[float]] = {FINE_TUNING: [], CO_TUNING: []}
     relationships, source_classes, leep = [], None, []
     start = time.perf_counter()

@@ -478,13 +478,19 @@ use_caching, torch_load_kwargs, **kwargs
         values = dict.fromkeys(regularizer.terms if regularizer is not None
                                else self._loss_term_names(), 0.0)
         for term in terms:
+            if term.name not in values:
+                raise ValueError(
+                    f"{type(regularizer).__name__} returned a loss term named {term.name!r}, "
+                    f"but its terms attribute declares {tuple(values)}: add the name to "
+                    f"terms (each is logged as <name>_loss) or return the declared names."
+                )
             loss = loss + term.weight * term.value
             values[term.name] = term.value.detach()
         total, target_value = loss.item(), target_loss.item()
         if not math.isfinite(total):
             raise FloatingPointError(
                 f"The training loss became {total} (target loss {target_value}) "
-                f"in epoch {len(self.history)}, batch {len(self.history[-1, 'batches']) + 1}: "
+                f"in epoch {len(self.history)}, batch {len(self.history[-1, 'batches'])}: "
                 f"training diverged, so fit stopped instead of returning a network that "
                 f"predicts NaN. Lower lr (now {self.lr}) or the regulariser's weight, or "
                 f"check the inputs' scale."
@@ -556,10 +562,25 @@ use_caching, torch_load_kwargs, **kwargs
         self
         """
         check_fit_params(fit_params)
+        self._check_params()  # parameters set on a fitted net are validated too
         if not self.initialized_:
-            self._check_params()
             self._set_classes(y, classes)
+        else:
+            self._check_same_regularizer()
         return super().partial_fit(X, y, **fit_params)
+
+    def _check_same_regularizer(self) -> None:
+        """partial_fit keeps the network: its regulariser must be the one configured."""
+        wanted, built = self._make_regularizer(), self.regularizer_
+        if type(wanted) is not type(built) or (
+                wanted is not None and tuple(wanted.terms) != tuple(built.terms)):
+            describe = lambda r: "none" if r is None else type(r).__name__  # noqa: E731
+            raise ValueError(
+                f"The parameters now ask for regulariser {describe(wanted)}, but the fitted "
+                f"network was built with {describe(built)}, and partial_fit keeps the "
+                f"network (a regulariser is prepared once, before training). Call fit, which "
+                f"builds the network and prepares the regulariser afresh."
+            )
 
     def load_params(self, *args: Any, **kwargs: Any) -> None:
         """skorch's ``load_params``, with an error that says what does not match."""

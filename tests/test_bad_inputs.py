@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from sk_cotuning import CategoryRelationship, CoTuningClassifier, FineTuningClassifier
 from sk_cotuning.callbacks import PreparationInterrupted
+from sk_cotuning.regularization import LossTerm, Regularizer
 
 from conftest import TinyConvNet
 
@@ -231,6 +232,75 @@ def save_state(c, obj, name):
     return c.tmp / name
 
 
+# ----------------------------------------------- the methods' surface (issue 22)
+def trade_off_set_after_a_plain_fit(c):
+    clf = fit(c, trade_off=0)
+    clf.set_params(trade_off=2.3)
+    clf.partial_fit(c.X, c.y)
+
+
+def negative_weight_set_on_a_fitted_net(c):
+    clf = FineTuningClassifier(c.tiny, regularizer="l2_sp", **FAST).fit(c.X, c.y)
+    clf.set_params(regularizer__alpha=-1)
+    clf.partial_fit(c.X, c.y)
+
+
+class _Misnamed(Regularizer):
+    terms = ("a",)
+
+    def forward(self, outputs, y):
+        return [LossTerm("b", outputs[0].sum() * 0, 1.0)]
+
+
+class _NaNTerm(Regularizer):
+    terms = ("nan",)
+
+    def forward(self, outputs, y):
+        return [LossTerm("nan", outputs[0].sum() * float("nan"), 1.0)]
+
+
+def reverse_relationship_by_nested_name(c):
+    clf = FineTuningClassifier(c.tiny, regularizer="co_tuning",
+                               regularizer__relationship__method="reverse", **FAST).fit(c.X, c.y)
+    assert clf.regularizer_.relationship_.method == "reverse"
+
+
+def bss_huge_weight(c):
+    FineTuningClassifier(c.tiny, regularizer="bss", regularizer__trade_off=1e30,
+                         max_grad_norm=None, **{**FAST, "max_epochs": 3, "lr": 1.0}).fit(c.X, c.y)
+
+
+def corrupted_gzip(c):
+    import gzip
+
+    from sk_cotuning.datasets.fashion_mnist import read_idx
+
+    path = c.tmp / "train-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 39, 16]) + bytes(range(200)) * 50))
+    data[30:90] = bytes(range(60))  # corrupt the compressed stream, keep the length
+    path.write_bytes(bytes(data))
+    read_idx(path)
+
+
+def cuda_without_cuda(c):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    fit(c, device="cuda")
+
+
+def weights_none_warning(c):
+    with pytest.warns(UserWarning) as record:
+        fit(c, backbone="glyphnet", weights=None, X=c.digits[0][:60], y=c.digits[1][:60],
+            trade_off=0)
+    text = " ".join(str(w.message) for w in record)
+    assert "training from scratch" in text and "only regularises noise" not in text
+
+
+def lite0_with_a_torchvision_name(c):
+    pytest.importorskip("timm")
+    fit(c, backbone="efficientnet_lite0", weights="IMAGENET1K_V1")
+
+
 CASES = {
     # --- arrays
     "sparse": (lambda c: fit(c, X=sp.csr_matrix(np.ones((60, 4)))), (TypeError, "Sparse")),
@@ -365,6 +435,32 @@ CASES = {
     "reproducible reverse relationship": (reproducible_reverse, "ok"),
     "Ctrl-C in the relationship pass": (interrupted_preparation, (PreparationInterrupted, "not fitted")),
     "killed DataLoader worker": (killed_worker, (RuntimeError, "DataLoader worker")),
+    # --- the methods' surface (issue 22)
+    "Co-Tuning negative weight": (lambda c: FineTuningClassifier(
+        c.tiny, regularizer="co_tuning", regularizer__trade_off=-1, **FAST).fit(c.X, c.y),
+        (ValueError, "trade_off must be a finite float >= 0")),
+    "trade_off set after a plain fit": (trade_off_set_after_a_plain_fit,
+                                        (ValueError, "built with none.*Call fit")),
+    "negative weight set on a fitted net": (negative_weight_set_on_a_fitted_net,
+                                            (ValueError, "alpha must be a finite float >= 0")),
+    "misnamed loss term": (lambda c: FineTuningClassifier(c.tiny, regularizer=_Misnamed(), **FAST)
+                           .fit(c.X, c.y), (ValueError, "named 'b'.*declares \\('a',\\)")),
+    "infinite weight": (lambda c: FineTuningClassifier(c.tiny, regularizer="l2_sp",
+                                                       regularizer__alpha=float("inf"), **FAST)
+                        .fit(c.X, c.y), (ValueError, "alpha must be a finite float")),
+    "divergence names the first batch": (lambda c: FineTuningClassifier(
+        c.tiny, regularizer=_NaNTerm(), **FAST).fit(c.X, c.y),
+        (FloatingPointError, "epoch 1, batch 1:")),
+    "reverse relationship by nested name": (reverse_relationship_by_nested_name, "ok"),
+    "BSS with a huge weight": (bss_huge_weight, (FloatingPointError, "diverged")),
+    "corrupted gzip": (corrupted_gzip, (ValueError, "train-labels-idx1-ubyte.gz.*damaged")),
+    "cuda without CUDA": (cuda_without_cuda, (ValueError, "CUDA is not available.*'auto'")),
+    "the abstract Regularizer": (lambda c: FineTuningClassifier(c.tiny, regularizer=Regularizer(),
+                                                                **FAST).fit(c.X, c.y),
+                                 (TypeError, "does not implement forward.*Subclass")),
+    "weights=None message": (weights_none_warning, "ok"),
+    "Lite0 with a torchvision name": (lite0_with_a_torchvision_name,
+                                      (FileNotFoundError, "'DEFAULT' \\(its bundled weights\\)")),
 }
 
 

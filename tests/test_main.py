@@ -30,7 +30,81 @@ def test_main_rejects_bad_options(capsys):
         main(["--rate", "0"])
     with pytest.raises(SystemExit):
         main(["--seeds", "-1"])
-    assert "rate must be" in capsys.readouterr().err
+    assert "argument --rate: expected a rate in (0, 1]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rate", "abc"], "argument --rate: expected a rate in (0, 1] or (0%, 100%], e.g. 0.05 or 5%, got 'abc'"),
+    (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
+    (["fashion", "--size", "abc"], "argument --size: expected a positive integer, got 'abc'"),
+    (["fashion", "--per-class", "100000"],
+     "argument --per-class: at most 6000 (each Fashion-MNIST class has 6000 training images)"),
+])
+def test_bad_options_are_one_line_errors_that_name_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "_rate" not in err and "_positive" not in err
+
+
+@pytest.mark.parametrize("job", [[], ["fashion"]])
+def test_an_unwritable_out_folder_stops_before_training(job, tmp_path, capsys, monkeypatch):
+    import sk_cotuning.demo
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained although --out cannot be written")
+
+    monkeypatch.setattr(sk_cotuning.demo, "run_demo", never)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        main(job + ["--out", str(blocker / "out")])
+    assert exit_info.value.code == 2
+    assert "argument --out: cannot write to" in capsys.readouterr().err
+
+
+def test_help_names_the_fashion_job_and_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom sk_cotuning.__main__ import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "sk-cotuning fashion" in out and "torch imported: False" in out
+
+
+def test_command_line_defaults_are_the_configs():
+    from sk_cotuning.__main__ import FASHION_PER_CLASS
+    from sk_cotuning.demo import DemoConfig
+    from sk_cotuning.fashion import FashionConfig
+
+    d, f = DemoConfig(), FashionConfig()
+    parsed = {}
+
+    import argparse
+
+    original = argparse.ArgumentParser.parse_args
+
+    def capture(self, args=None, namespace=None):
+        ns = original(self, args, namespace)
+        parsed[self.prog] = vars(ns)
+        raise SystemExit(0)
+
+    argparse.ArgumentParser.parse_args = capture
+    try:
+        for argv in ([], ["fashion"]):
+            with pytest.raises(SystemExit):
+                main(argv)
+    finally:
+        argparse.ArgumentParser.parse_args = original
+    main_args, fashion_args = parsed["sk-cotuning"], parsed["sk-cotuning fashion"]
+    for key in ("rate", "seeds", "epochs", "trade_off", "lr", "out"):
+        assert main_args[key] == getattr(d, key), key
+    for key in ("per_class", "seeds", "epochs", "lr", "backbone_lr_mult", "size", "test_size", "out"):
+        assert fashion_args[key] == getattr(f, key), key
+    assert FASHION_PER_CLASS == 6000
 
 
 def test_glyphnet_on_flat_digits():

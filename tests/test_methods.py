@@ -462,7 +462,7 @@ def test_instances_and_combinations_are_cloned_not_modified(net2, image_data):
 @pytest.mark.parametrize(
     "spec, params, error, match",
     [
-        ("l2_sp", {"alpha": -1}, ValueError, "alpha must be a float >= 0"),
+        ("l2_sp", {"alpha": -1}, ValueError, "alpha must be a finite float >= 0"),
         ("bss", {"k": 0}, ValueError, "k must be an int >= 1"),
         ("lwf", {"T": 0}, ValueError, "T must be a float > 0"),
         ("stochnorm", {"p": 1.5}, ValueError, r"p must be a probability in \[0, 1\]"),

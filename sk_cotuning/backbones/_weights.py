@@ -53,8 +53,11 @@ class ResolvedWeights:
     enum: Any = None
 
 
-def load_state_dict_file(path: str | os.PathLike) -> Mapping[str, Any]:
+def load_state_dict_file(path: str | os.PathLike, names: str = "") -> Mapping[str, Any]:
     """Load a state dict from a local file with ``weights_only=True``.
+
+    ``names`` lists, for the message, the weights names the backbone also
+    takes (e.g. ``"'DEFAULT' or a torchvision weights name"``).
 
     Raises
     ------
@@ -68,7 +71,7 @@ def load_state_dict_file(path: str | os.PathLike) -> Mapping[str, Any]:
         raise FileNotFoundError(
             f"Weights file {str(path)!r} does not exist. Pass weights= a path to an "
             f"existing state-dict file (saved with torch.save(model.state_dict(), path)), "
-            f"a state dict, a torchvision weights name, or None."
+            f"a state dict, {names + ', ' if names else ''}or None."
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -100,9 +103,11 @@ def check_state_dict(state: Any, origin: str) -> Mapping[str, Any]:
 
 def _warn_random(name: str) -> None:
     warnings.warn(
-        f"weights=None: {name} starts from random weights, so its source head carries no "
-        f"knowledge and the Co-Tuning term only regularises noise. Co-Tuning needs a "
-        f"pre-trained source model; pass weights='DEFAULT' or a local file.",
+        f"weights=None: {name} starts from random weights, so nothing is transferred: "
+        f"fine-tuning it is training from scratch, and a regulariser that reads the "
+        f"pre-trained model (Co-Tuning's source head, L2-SP's starting point, DELTA's and "
+        f"LWF's teacher) would hold it near noise. Pass weights='DEFAULT' or a local "
+        f"state-dict file for a pre-trained model.",
         UserWarning,
         stacklevel=4,
     )
@@ -158,6 +163,7 @@ def resolve_weights(
     enum_type: Any = None,
     own_parameters: bool = False,
     progress: bool = False,
+    bundled: bool = False,
 ) -> ResolvedWeights:
     """Resolve ``weights=`` for the backbone ``name``.
 
@@ -175,6 +181,9 @@ def resolve_weights(
         A user's module: ``"DEFAULT"`` and ``None`` keep its parameters.
     progress : bool, default=False
         Show a download progress bar.
+    bundled : bool, default=False
+        ``"DEFAULT"`` means weights the package finds itself (for messages,
+        where ``default_file`` is not resolved yet).
 
     Returns
     -------
@@ -198,7 +207,10 @@ def resolve_weights(
     elif isinstance(weights, str) and weights == "DEFAULT" and default_file is not None:
         return ResolvedWeights(load_state_dict_file(default_file), "the bundled weights")
     if isinstance(weights, (str, os.PathLike)):
-        return ResolvedWeights(load_state_dict_file(weights), f"file {os.fspath(weights)!r}")
+        names = ("'DEFAULT' or a torchvision weights name" if enum_type is not None
+                 else "'DEFAULT' (its bundled weights)" if default_file is not None or bundled
+                 else "")
+        return ResolvedWeights(load_state_dict_file(weights, names), f"file {os.fspath(weights)!r}")
     if isinstance(weights, Mapping):
         return ResolvedWeights(check_state_dict(weights, "the weights mapping"), "the state dict")
     kinds = "'DEFAULT'"

@@ -87,7 +87,7 @@ def build(weights: Any = "DEFAULT", source_head: str | None = None, verbose: boo
     if source_head is not None:
         raise ValueError("source_head does not apply to efficientnet_lite0 (its head is fixed).")
     default = weights_file() if isinstance(weights, str) and weights == "DEFAULT" else None
-    resolved = resolve_weights(weights, "efficientnet_lite0", default_file=default)
+    resolved = resolve_weights(weights, "efficientnet_lite0", default_file=default, bundled=True)
     model = timm.create_model(ARCHITECTURE, pretrained=False)
     if resolved.state is not None:
         state = resolved.state

@@ -10,6 +10,7 @@ fetched through ``torchvision.datasets.FashionMNIST`` (needs internet).
 from __future__ import annotations
 
 import gzip
+import zlib
 import os
 from pathlib import Path
 
@@ -42,8 +43,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"Cannot read idx file {str(path)!r} ({exc}).") from None
+    except (OSError, EOFError, zlib.error) as exc:  # missing, truncated, corrupted bytes
+        raise ValueError(
+            f"Cannot read idx file {str(path)!r} ({type(exc).__name__}: {exc}): the file is "
+            f"damaged or not gzip data. Delete it and download it again "
+            f"(load_fashion_mnist(download=True)) or reinstall dataset-fashion-mnist."
+        ) from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{str(path)!r} is not an idx file of unsigned bytes (bad header).")
     ndim = data[3]

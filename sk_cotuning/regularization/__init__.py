@@ -57,6 +57,12 @@ def _one(spec: Any) -> Regularizer:
             )
         return REGULARIZERS[spec]()
     if isinstance(spec, Regularizer):
+        if type(spec).forward is Regularizer.forward:
+            raise TypeError(
+                f"{type(spec).__name__} does not implement forward(outputs, y): Regularizer is "
+                f"the base class. Subclass it and implement forward (see 'Writing a "
+                f"regulariser' in the user guide), or use a name from {sorted(REGULARIZERS)}."
+            )
         return clone(spec)
     raise TypeError(
         f"regularizer must be a name ({sorted(REGULARIZERS)}), a "

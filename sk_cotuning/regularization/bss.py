@@ -83,5 +83,8 @@ class BSS(Regularizer):
             if n < self._full_batch:  # the short last batch of an epoch
                 return [LossTerm("bss", features.new_zeros((), dtype=torch.float32),
                                  float(self.trade_off))]
+        if not torch.isfinite(features).all():  # diverged: no SVD of inf/NaN
+            return [LossTerm("bss", features.new_full((), float("nan"), dtype=torch.float32),
+                             float(self.trade_off))]
         value = batch_spectral_shrinkage(features, self.k)
         return [LossTerm("bss", value, float(self.trade_off))]

@@ -19,6 +19,7 @@ from sklearn.base import clone
 from torch import nn
 
 from sk_cotuning.regularization._base import LossTerm, Regularizer
+from sk_cotuning.regularization.l2_sp import _check_weight
 from sk_cotuning.relationship import CategoryRelationship, leep_score
 
 __all__ = ["CoTuning", "CoTuningLoss"]
@@ -121,6 +122,7 @@ class CoTuning(Regularizer):
         self.register_buffer("fitted_temperature", torch.ones(()))
 
     def check(self) -> None:
+        _check_weight("trade_off", self.trade_off)
         t = self.temperature
         if not ((isinstance(t, str) and t == "auto") or (
             isinstance(t, numbers.Real) and not isinstance(t, bool) and np.isfinite(t) and t > 0
@@ -139,6 +141,13 @@ class CoTuning(Regularizer):
                 "relationship must use input='logits': Co-Tuning feeds it the source "
                 "head's logits."
             )
+
+    def set_params(self, **params: Any) -> "CoTuning":
+        """Set parameters; ``relationship__<param>`` on the default relationship
+        (``None``) makes it an explicit ``CategoryRelationship()`` first."""
+        if self.relationship is None and any(k.startswith("relationship__") for k in params):
+            self.relationship = CategoryRelationship()
+        return super().set_params(**params)
 
     def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
         self.soft_targets = torch.full((n_classes, n_source), 1.0 / n_source)

@@ -40,8 +40,9 @@ def head_l2(head: nn.Module) -> torch.Tensor:
 
 
 def _check_weight(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 <= value < float("inf")):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}.")
 
 
 class L2SP(Regularizer):
