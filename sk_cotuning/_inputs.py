@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
 from torch.utils.data import Dataset
 
@@ -27,9 +28,15 @@ __all__ = ["InputsMixin", "check_fit_params", "is_shape_error"]
 _SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and mat2")
 
 
-def is_shape_error(exc: RuntimeError) -> bool:
-    """A RuntimeError from a layer that got an input of the wrong shape (not OOM etc.)."""
+def is_shape_error(exc: Exception) -> bool:
+    """An error from a layer that got an input of the wrong shape (not OOM etc.).
+
+    A ``RuntimeError`` from torch, or the ``AssertionError`` timm's fixed-size
+    models (ViT's patch embedding) raise for another input size.
+    """
     text = str(exc)
+    if isinstance(exc, AssertionError):
+        return "match model" in text or "Input height" in text or "Input width" in text
     if any(k in text for k in ("out of memory", "device", "CUDA", "cuDNN")):
         return False  # resource and placement errors pass through unchanged
     return any(k in text for k in _SHAPE_ERRORS)
@@ -82,6 +89,22 @@ class InputsMixin:
         if y is not None:
             dataset.y = torch.as_tensor(encode_labels(y, self.classes_, len(dataset)))
         return dataset
+
+    def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any):
+        """skorch's split, with a validation set given as arrays converted like X.
+
+        ``train_split=predefined_split(skorch.dataset.Dataset(X_valid, y_valid))``
+        (skorch's documented way to pass a validation set) hands over raw
+        arrays and labels; they become a dataset of this estimator, as the
+        training data did: the same image-array conversion, and labels encoded
+        through ``classes_`` (so pass them as they were given to ``fit``).
+        """
+        dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
+        if isinstance(dataset_valid, SkorchDataset) and dataset_kind(dataset_valid) is None:
+            valid_y = dataset_valid.y
+            dataset_valid = self.get_dataset(dataset_valid.X,
+                                             None if valid_y is None else np.asarray(valid_y))
+        return dataset_train, dataset_valid
 
     def _transform(self, dataset: Dataset, training: bool) -> Any:
         """The train or eval transform for this dataset's kind of samples."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -444,13 +445,17 @@ use_caching, torch_load_kwargs, **kwargs
                 return self.module_(x, **fit_params)
             with torch.autocast(torch.device(self.device_).type, dtype=self.amp_dtype_):
                 return self.module_(x, **fit_params)
-        except RuntimeError as exc:
+        except (RuntimeError, AssertionError) as exc:
             if not is_shape_error(exc):
                 raise
+            size = getattr(self.preprocessing_, "crop_size", None)
+            needs = (f" This backbone was built for {size}x{size} px inputs: resize array "
+                     f"inputs to that size (image files are resized for you by its "
+                     f"preprocessing)." if size and isinstance(exc, AssertionError) else "")
             raise ValueError(
                 f"The network could not process a batch of shape {tuple(x.shape)} "
-                f"({str(exc).splitlines()[0]}). Check that X has the layout and size the "
-                f"backbone takes; for your own network, images reach it as float32 "
+                f"({str(exc).splitlines()[0]}).{needs} Check that X has the layout and size "
+                f"the backbone takes; for your own network, images reach it as float32 "
                 f"(n, C, H, W) in [0, 1] (convert_image_arrays=False passes arrays "
                 f"unchanged)."
             ) from exc
@@ -539,8 +544,33 @@ use_caching, torch_load_kwargs, **kwargs
             self._set_classes(y)
         if is_path_list(X):
             check_paths(X)  # a missing file is reported before the network is built
+        self._warn_if_few_steps(X)
         with self._seeded():
             return super().fit(X, y, **fit_params)
+
+    #: A whole fit with fewer optimiser steps than this gets a warning.
+    MIN_STEPS = 10
+
+    def _warn_if_few_steps(self, X: Any) -> None:
+        """Warn when the whole fit makes too few optimiser steps to learn."""
+        try:
+            n = len(X)
+        except TypeError:
+            return
+        epochs, batch = self.max_epochs, self.batch_size
+        if not n or epochs < 1 or batch < 1:
+            return
+        steps = math.ceil(n / batch) * epochs
+        if steps < self.MIN_STEPS:
+            per_epoch = max(math.ceil(self.MIN_STEPS / epochs), 1)
+            warnings.warn(
+                f"This fit makes only {steps} optimiser step(s) ({n} samples, batch_size="
+                f"{batch}, max_epochs={epochs}): too few for the network to learn, so its "
+                f"accuracy may be near chance. Lower batch_size (e.g. to "
+                f"{max(n // per_epoch, 1)}) or raise max_epochs.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any):
         """Train on (X, y) for ``max_epochs`` without re-initialising a fitted net.

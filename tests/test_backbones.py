@@ -156,8 +156,18 @@ def test_default_weights_offline_is_a_clear_error(empty_torch_home, monkeypatch)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     expected = expected_checkpoint(torchvision.models.ShuffleNet_V2_X0_5_Weights.DEFAULT)
     assert str(expected).startswith(str(empty_torch_home))
-    with pytest.raises(OSError, match="Could not download.*shufflenetv2_x0.5-f707e7126e.pth.*weights='/path"):
+    with pytest.raises(OSError, match="Could not download.*shufflenetv2_x0.5-f707e7126e.pth.*"
+                                      "weights='/path.*backbone='efficientnet_lite0'"):
         build_backbone("shufflenet_v2_x0_5", weights="DEFAULT")
+    assert not (empty_torch_home / "hub" / "checkpoints").exists()  # no empty folder left behind
+
+
+@pytest.mark.parametrize("name, suggestion", [("efficientnet-lite0", "'efficientnet_lite0'"),
+                                              ("ResNet50", "'resnet50'"), ("glyph_net", "'glyphnet'")])
+def test_a_misspelt_backbone_gets_the_close_names(name, suggestion):
+    with pytest.raises(ValueError, match=f"Unknown backbone '{name}'. Did you mean {suggestion}.*"
+                                         "'efficientnet_lite0'.*'timm/<name>'"):
+        build_backbone(name)
 
 
 def test_default_weights_load_from_the_torch_hub_cache(empty_torch_home, monkeypatch):
@@ -179,7 +189,7 @@ def test_default_weights_load_from_the_torch_hub_cache(empty_torch_home, monkeyp
 
 
 def test_weights_none_warns():
-    with pytest.warns(UserWarning, match="Co-Tuning needs a pre-trained source model"):
+    with pytest.warns(UserWarning, match="nothing is transferred.*weights='DEFAULT'"):
         build_backbone("resnet18", weights=None)
 
 

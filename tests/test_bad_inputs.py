@@ -296,6 +296,27 @@ def weights_none_warning(c):
     assert "training from scratch" in text and "only regularises noise" not in text
 
 
+def vit_on_small_arrays(c):
+    import warnings
+
+    pytest.importorskip("timm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # weights=None: random weights, as asked
+        c.make(backbone="timm/vit_tiny_patch16_224", weights=None, max_epochs=1).fit(c.X, c.y)
+
+
+def predefined_validation_arrays(c):
+    from skorch.dataset import Dataset
+    from skorch.helper import predefined_split
+
+    X, y, X_valid, y_valid = c.digits  # flat (n, 64) digits: converted to (n, 1, 8, 8) images
+    clf = c.make(backbone="glyphnet", max_epochs=2,
+                 train_split=predefined_split(Dataset(X_valid[:50], y_valid[:50])))
+    clf.fit(X[:100], y[:100])
+    expected = float((clf.predict(X_valid[:50]) == y_valid[:50]).mean())
+    assert clf.history[-1, "valid_acc"] == pytest.approx(expected)
+
+
 def lite0_with_a_torchvision_name(c):
     pytest.importorskip("timm")
     fit(c, backbone="efficientnet_lite0", weights="IMAGENET1K_V1")
@@ -459,6 +480,12 @@ CASES = {
                                                                 **FAST).fit(c.X, c.y),
                                  (TypeError, "does not implement forward.*Subclass")),
     "weights=None message": (weights_none_warning, "ok"),
+    "too few optimiser steps": (lambda c: fit(c, X=c.X[:30], y=c.y[:30], batch_size=48, max_epochs=3),
+                                ("warns", "only 3 optimiser step.*30 samples, batch_size=48, "
+                                          "max_epochs=3.*Lower batch_size \\(e.g. to 7\\)")),
+    "predefined validation arrays": (predefined_validation_arrays, "ok"),
+    "ViT on 8 px arrays": (vit_on_small_arrays,
+                           (ValueError, "built for 224x224 px inputs: resize array inputs")),
     "Lite0 with a torchvision name": (lite0_with_a_torchvision_name,
                                       (FileNotFoundError, "'DEFAULT' \\(its bundled weights\\)")),
 }

@@ -518,7 +518,7 @@ def test_valid_loss_is_the_target_criterion_for_every_method(net2, image_data, s
     X, y = image_data
     codes = np.unique(y, return_inverse=True)[1]  # the classes_ order
     clf = FineTuningClassifier(net2, regularizer=spec, **PARAMS,
-                               train_split=predefined_split(Dataset(X[:24], codes[:24])))
+                               train_split=predefined_split(Dataset(X[:24], y[:24])))
     clf.fit(X, y)
     last = clf.history[-1]
     # valid_loss is the cross-entropy of the predictions on the validation images, nothing more

