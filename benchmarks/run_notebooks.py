@@ -17,15 +17,15 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-
 HERE = Path(__file__).resolve().parent
 NOTEBOOKS = ("accuracy_vs_sampling_rate.ipynb", "speed.ipynb", "imagenet_to_fashion.ipynb")
 
 
 def execute(path: Path, quick: bool, out: Path | None = None, timeout: int | None = None) -> Path:
     """Run every cell of ``path`` with the benchmarks folder as working directory."""
+    import nbformat  # the [benchmarks] extra: imported here, so importing this module is free
+    from nbclient import NotebookClient
+
     os.environ["SK_COTUNING_QUICK"] = "1" if quick else "0"
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",

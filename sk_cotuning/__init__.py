@@ -9,8 +9,9 @@ CoTuningClassifier
     FineTuningClassifier with Co-Tuning.
 CategoryRelationship
     Learns ``p(source class | target class)`` from a source model's outputs.
-CoTuning, CoTuningLoss, Regularizer
-    The Co-Tuning regulariser, its soft-target loss, and the regulariser base class.
+CoTuning, CoTuningLoss, Regularizer, LossTerm
+    The Co-Tuning regulariser, its soft-target loss, the regulariser base class
+    and the named loss term a regulariser returns.
 leep_score
     The LEEP transferability score of a source model for a target task.
 available_backbones
@@ -33,6 +34,7 @@ _PUBLIC = {
     "CoTuningClassifier": "sk_cotuning.classifier",
     "CoTuningLoss": "sk_cotuning.regularization",
     "FineTuningClassifier": "sk_cotuning.net",
+    "LossTerm": "sk_cotuning.regularization",
     "Regularizer": "sk_cotuning.regularization",
     "available_backbones": "sk_cotuning.backbones",
     "leep_score": "sk_cotuning.relationship",
@@ -60,6 +62,7 @@ __all__ = [
     "CoTuningClassifier",
     "CoTuningLoss",
     "FineTuningClassifier",
+    "LossTerm",
     "Regularizer",
     "available_backbones",
     "leep_score",

@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 
+#: The scheduler records the rate of the first parameter group, the backbone's
+#: (``lr * backbone_lr_mult``); the log names it so (printed as ``backbone_lr``).
+BACKBONE_LR = "event_backbone_lr"
+
+
 class PreparationInterrupted(RuntimeError):
     """Ctrl-C arrived while a regulariser was being prepared; nothing was trained."""
 
@@ -134,10 +139,13 @@ def default_callbacks(max_epochs: Any, lr_schedule: Any, term_names: tuple[str, 
     epochs = max(int(epochs), 1)
     schedule = lr_schedule if isinstance(lr_schedule, str) else None
     if schedule == "cosine":
-        callbacks.append(("lr_scheduler", LRScheduler("CosineAnnealingLR", T_max=epochs)))
+        callbacks.append(("lr_scheduler", LRScheduler("CosineAnnealingLR", T_max=epochs,
+                                                      event_name=BACKBONE_LR)))
     elif schedule == "step":
         callbacks.append(("lr_scheduler", LRScheduler(
-            "MultiStepLR", milestones=[max(round(2 * epochs / 3), 1)], gamma=0.1)))
-    callbacks.append(("print_log", PrintLog()))
+            "MultiStepLR", milestones=[max(round(2 * epochs / 3), 1)], gamma=0.1,
+            event_name=BACKBONE_LR)))
+    # prepare_dur exists in the first epoch only: printed, it would shift the columns
+    callbacks.append(("print_log", PrintLog(keys_ignored=["prepare_dur"])))
     return callbacks
 

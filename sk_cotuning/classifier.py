@@ -14,6 +14,18 @@ from sk_cotuning.relationship import CategoryRelationship
 __all__ = ["CoTuningClassifier"]
 
 
+def _reject_regularizer_params(params: dict, error: type = TypeError) -> None:
+    """CoTuningClassifier's regulariser is Co-Tuning: ``regularizer*`` is not a parameter."""
+    given = sorted(k for k in params if k == "regularizer" or k.startswith("regularizer__"))
+    if given:
+        raise error(
+            f"CoTuningClassifier got {given}, but its regulariser is fixed to Co-Tuning "
+            f"(set trade_off, relationship and soft_target_temperature directly). For another "
+            f"method or a combination use FineTuningClassifier(regularizer=[\"co_tuning\", "
+            f"\"bss\"]) with regularizer__<name>__<param>."
+        )
+
+
 class CoTuningClassifier(FineTuningClassifier):
     """Co-Tuning transfer learning as a scikit-learn classifier.
 
@@ -104,6 +116,7 @@ class CoTuningClassifier(FineTuningClassifier):
         soft_target_temperature: Any = "auto",
         **kwargs: Any,
     ) -> None:
+        _reject_regularizer_params(kwargs)
         super().__init__(backbone, weights, source_head=source_head, **kwargs)
         del self.regularizer  # fixed to Co-Tuning: not a parameter here
         self.trade_off = trade_off
@@ -138,6 +151,7 @@ class CoTuningClassifier(FineTuningClassifier):
         can tune ``relationship__method`` etc.  A fitted net's ``trade_off``
         applies from the next step on.
         """
+        _reject_regularizer_params(kwargs, error=ValueError)
         nested = {
             key[len("relationship__"):]: kwargs.pop(key)
             for key in list(kwargs)

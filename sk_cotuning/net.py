@@ -53,6 +53,12 @@ __all__ = ["FineTuningClassifier"]
 _SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
+def _label_array(y: Any) -> Any:
+    """A list or tuple of labels as an array: skorch indexes ``y[0][0]`` of a list,
+    which fails for numpy scalars (``fit(X, list(y))``)."""
+    return np.asarray(y) if isinstance(y, (list, tuple)) else y
+
+
 class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
     """Fine-tune a pre-trained backbone with a new target head, as a scikit-learn classifier.
 
@@ -197,7 +203,7 @@ use_caching, torch_load_kwargs, **kwargs
         "train_transform": [callable, StrOptions({"eval"}), None],
         "eval_transform": [callable, None],
         "test_time_augmentation": [StrOptions({"flip", "ten_crop"}), None],
-        "amp": [StrOptions({"auto", "bf16", "fp16"}), "boolean", None],
+        "amp": [StrOptions({"auto", "bf16"}), "boolean", None],
         "channels_last": [StrOptions({"auto"}), "boolean"],
         "convert_image_arrays": ["boolean"],
         "random_state": ["random_state"],
@@ -301,6 +307,30 @@ use_caching, torch_load_kwargs, **kwargs
         tags.classifier_tags.multi_label = False
         return tags
 
+    def __repr__(self) -> str:
+        """Before ``fit``: the parameters that differ from the defaults, as in
+        scikit-learn; after: skorch's view of the built network."""
+        if getattr(self, "initialized_", False):
+            return super().__repr__()
+        import inspect
+
+        defaults = {"iterator_train__shuffle": True}  # set by __init__
+        for cls in type(self).__mro__:  # a subclass's own defaults first
+            if "__init__" not in vars(cls) or cls is object:
+                continue
+            for key, param in inspect.signature(cls.__init__).parameters.items():
+                if param.default is not param.empty:
+                    defaults.setdefault(key, param.default)
+        shown = []
+        for key, value in self.get_params(deep=False).items():
+            default = defaults.get(key, inspect.Parameter.empty)
+            same = value is default or (
+                type(value) is type(default) and not hasattr(value, "__array__")
+                and value == default)
+            if not same:
+                shown.append(f"{key}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def __sklearn_is_fitted__(self) -> bool:
         return bool(getattr(self, "initialized_", False))
 
@@ -309,17 +339,17 @@ use_caching, torch_load_kwargs, **kwargs
         params = {name: getattr(self, name) for name in self._parameter_constraints}
         if isinstance(params["batch_size"], numbers.Integral) and params["batch_size"] == -1:
             params["batch_size"] = 1  # skorch's "whole dataset"
-        validate_parameter_constraints(
-            self._parameter_constraints, params, caller_name=type(self).__name__
-        )
-        check_device(self.__dict__.get("_device_param", "auto"))
-        if isinstance(self.amp, str) and self.amp == "fp16":
+        if isinstance(self.amp, str) and self.amp == "fp16":  # not a value: say where it lives
             raise ValueError(
                 "amp='fp16' needs a gradient scaler, which sk-cotuning leaves to accelerate: "
                 "use sk_cotuning.accelerate.AcceleratedFineTuningClassifier (skorch's "
                 "AccelerateMixin) with Accelerator(mixed_precision='fp16'), or amp='bf16' "
                 "(no scaler needed)."
             )
+        validate_parameter_constraints(
+            self._parameter_constraints, params, caller_name=type(self).__name__
+        )
+        check_device(self.__dict__.get("_device_param", "auto"))
         self._make_regularizer()  # validates the spec and its parameters
 
     # ----------------------------------------------------------------- labels
@@ -540,6 +570,7 @@ use_caching, torch_load_kwargs, **kwargs
         """
         self._check_params()
         check_fit_params(fit_params)
+        y = _label_array(y)
         if not self.warm_start or not self.initialized_:
             self._set_classes(y)
         if is_path_list(X):
@@ -592,6 +623,7 @@ use_caching, torch_load_kwargs, **kwargs
         self
         """
         check_fit_params(fit_params)
+        y = _label_array(y)
         self._check_params()  # parameters set on a fitted net are validated too
         if not self.initialized_:
             self._set_classes(y, classes)

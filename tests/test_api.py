@@ -1,0 +1,82 @@
+"""What a scikit-learn or skorch user expects of the estimators' surface."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import sk_cotuning
+from sk_cotuning import CoTuningClassifier, FineTuningClassifier
+
+FAST = dict(max_epochs=2, batch_size=16, lr=0.05, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:80], y[:80]
+
+
+def test_repr_of_an_unfitted_estimator_shows_the_parameters_set():
+    assert repr(CoTuningClassifier()) == "CoTuningClassifier()"
+    assert repr(CoTuningClassifier("glyphnet", trade_off=1.0, max_epochs=3)) == (
+        "CoTuningClassifier(backbone='glyphnet', max_epochs=3, trade_off=1.0)")
+    assert repr(FineTuningClassifier("resnet18", regularizer=["co_tuning", "bss"],
+                                     regularizer__bss__k=2)) == (
+        "FineTuningClassifier(backbone='resnet18', regularizer=['co_tuning', 'bss'], "
+        "regularizer__bss__k=2)")
+
+
+@pytest.mark.parametrize("as_", [list, tuple, lambda y: [int(v) for v in y],
+                                 lambda y: [str(v) for v in y]])
+def test_every_array_like_y_fits(digits, as_):
+    X, y = digits
+    clf = CoTuningClassifier("glyphnet", **FAST).fit(X, as_(y))  # list of numpy scalars too
+    assert clf.predict(X[:5]).shape == (5,) and len(clf.classes_) == 10
+    clf.partial_fit(X, as_(y))
+
+
+def test_the_log_columns_stay_in_place_and_name_the_backbone_rate(digits, capsys):
+    X, y = digits
+    CoTuningClassifier("glyphnet", **{**FAST, "verbose": 1, "max_epochs": 3}).fit(X, y)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    header = lines[lines.index(next(line for line in lines if "epoch" in line))].split()
+    assert "prepare_dur" not in header and "backbone_lr" in header and "lr" not in header
+    rows = [line.split() for line in lines if line.split()[0] in ("1", "2", "3")]
+    assert len(rows) == 3 and {len(r) for r in rows} == {len(header)}
+
+
+def test_loss_term_is_public():
+    from sk_cotuning.regularization import LossTerm
+
+    assert sk_cotuning.LossTerm is LossTerm and "LossTerm" in sk_cotuning.__all__
+    assert "LossTerm" in dir(sk_cotuning)
+
+
+def test_amp_fp16_is_not_a_value_and_says_where_it_lives(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="amp='fp16' needs a gradient scaler.*AccelerateMixin"):
+        CoTuningClassifier("glyphnet", amp="fp16", **FAST).fit(X, y)
+    assert "fp16" not in str(FineTuningClassifier._parameter_constraints["amp"])
+
+
+def test_the_test_suite_collects_without_the_benchmark_extras():
+    # the README's install line is .[tests]; the notebooks' nbformat/nbclient come with
+    # .[benchmarks]: importing the benchmark helpers must not need them
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    code = ("import sys; sys.modules['nbformat'] = None; sys.modules['nbclient'] = None; "
+            f"sys.path.insert(0, {str(benchmarks)!r}); import run_notebooks; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("params", [{"regularizer": "bss"}, {"regularizer__trade_off": 5}])
+def test_co_tuning_classifier_rejects_a_regularizer_at_once(params):
+    message = "fixed to Co-Tuning.*FineTuningClassifier\\(regularizer=\\[\"co_tuning\", \"bss\"\\]\\)"
+    with pytest.raises(TypeError, match=message):
+        CoTuningClassifier("glyphnet", **params)
+    with pytest.raises(ValueError, match=message):
+        CoTuningClassifier("glyphnet").set_params(**params)
