@@ -678,7 +678,10 @@ use_caching, torch_load_kwargs, **kwargs
 
         On an initialised net: ``lr`` and ``backbone_lr_mult`` rescale both
         parameter groups (skorch would give every group the same ``lr``);
-        ``regularizer__<param>`` updates the live regulariser;
+        ``regularizer`` is stored and the next ``fit`` builds and prepares it
+        (``partial_fit`` refuses a regulariser the built network lacks);
+        ``regularizer__<param>`` updates the live regulariser (a weight applies
+        from the next step);
         ``iterator_train__*``/``iterator_valid__*`` apply from the next
         DataLoader on (skorch raises for them).
         """
@@ -692,6 +695,8 @@ use_caching, torch_load_kwargs, **kwargs
         for key in [k for k in kwargs if k.startswith(("iterator_train__", "iterator_valid__"))]:
             object.__setattr__(self, key, kwargs.pop(key))
             self._params_to_validate.add(key)
+        if "regularizer" in kwargs:  # like skorch's module: the next fit builds it
+            self.regularizer = kwargs.pop("regularizer")
         nested = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("regularizer__")}
         for key, value in nested.items():
             object.__setattr__(self, key, value)

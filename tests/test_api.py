@@ -80,3 +80,18 @@ def test_co_tuning_classifier_rejects_a_regularizer_at_once(params):
         CoTuningClassifier("glyphnet", **params)
     with pytest.raises(ValueError, match=message):
         CoTuningClassifier("glyphnet").set_params(**params)
+
+
+def test_setting_the_regularizer_on_a_fitted_net_takes_effect_at_the_next_fit(digits):
+    X, y = digits
+    clf = FineTuningClassifier("glyphnet", **FAST).fit(X, y)
+    clf.set_params(regularizer="bss")  # skorch raised "Something went wrong" here
+    assert clf.regularizer == "bss" and clf.regularizer_ is None  # the built net is unchanged
+    with pytest.raises(ValueError, match="built with none.*Call fit"):
+        clf.partial_fit(X, y)
+    clf.fit(X, y)
+    assert type(clf.regularizer_).__name__ == "BSS" and "bss_loss" in clf.history[-1]
+    # a weight on the live regulariser applies at once
+    clf.set_params(regularizer__trade_off=0.5)
+    assert clf.regularizer_.trade_off == 0.5
+    clf.partial_fit(X, y)
