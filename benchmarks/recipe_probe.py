@@ -49,11 +49,11 @@ VALIDATION = 2000
 CANDIDATES = {
     "fine-tuning": (None, None),
     "fine-tuning + clip 5": (None, 5.0),
-    "Co-Tuning T=auto": (lambda: CoTuning(temperature="auto"), None),
-    "Co-Tuning T=auto + clip 5": (lambda: CoTuning(temperature="auto"), 5.0),
-    "Co-Tuning T=1": (lambda: CoTuning(temperature=1.0), None),
-    "Co-Tuning T=1 + clip 5": (lambda: CoTuning(temperature=1.0), 5.0),
-    "Co-Tuning T=2 + clip 5": (lambda: CoTuning(temperature=2.0), 5.0),
+    "Co-Tuning T=auto": (lambda: CoTuning(soft_target_temperature="auto"), None),
+    "Co-Tuning T=auto + clip 5": (lambda: CoTuning(soft_target_temperature="auto"), 5.0),
+    "Co-Tuning T=1": (lambda: CoTuning(soft_target_temperature=1.0), None),
+    "Co-Tuning T=1 + clip 5": (lambda: CoTuning(soft_target_temperature=1.0), 5.0),
+    "Co-Tuning T=2 + clip 5": (lambda: CoTuning(soft_target_temperature=2.0), 5.0),
     # DELTA's weight on its per-element (mean) distance: which order of magnitude
     **{f"DELTA alpha={a:g} + clip 5": ((lambda a=a: DELTA(alpha=a)), 5.0)
        for a in (0.001, 0.003, 0.01, 0.1, 1.0, 10.0)},

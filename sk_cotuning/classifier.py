@@ -9,6 +9,10 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from sk_cotuning.net import FineTuningClassifier
 from sk_cotuning.regularization import CoTuning
+from sk_cotuning.regularization.co_tuning import (
+    DEFAULT_SOFT_TARGET_TEMPERATURE,
+    DEFAULT_TRADE_OFF,
+)
 from sk_cotuning.relationship import CategoryRelationship
 
 __all__ = ["CoTuningClassifier"]
@@ -56,12 +60,14 @@ class CoTuningClassifier(FineTuningClassifier):
         ``CategoryRelationship()`` (the direct method).  Searchable as
         ``relationship__method`` etc.  It must use ``input="logits"``.
     soft_target_temperature : "auto" or float, default="auto"
-        The source logits are divided by it in the Co-Tuning term.  ``"auto"``
+        The source logits are divided by it in the Co-Tuning term (the
+        regulariser's parameter of the same name: ``regularizer__
+        soft_target_temperature`` with ``FineTuningClassifier``).  ``"auto"``
         fits it once, from the pre-trained source head on the training split
         (the value at which its soft cross-entropy to the relationship is
-        smallest), so an over-confident source head cannot kill the features
-        in the first steps when the backbone trains at a high rate; ``1.0``
-        is the paper's loss.  See :class:`~sk_cotuning.CoTuning`.
+        smallest); ``1.0`` is the paper's loss.  Chosen on validation data:
+        see :class:`~sk_cotuning.CoTuning` and the user guide's "Training
+        recipe".
     **kwargs
         Every other parameter of :class:`~sk_cotuning.FineTuningClassifier`
         (``lr``, ``backbone_lr_mult``, ``max_epochs``, ``device``, ...) and
@@ -111,9 +117,9 @@ class CoTuningClassifier(FineTuningClassifier):
         weights: Any = "DEFAULT",
         *,
         source_head: str | None = None,
-        trade_off: float = 2.3,
+        trade_off: float = DEFAULT_TRADE_OFF,
         relationship: Any = None,
-        soft_target_temperature: Any = "auto",
+        soft_target_temperature: Any = DEFAULT_SOFT_TARGET_TEMPERATURE,
         **kwargs: Any,
     ) -> None:
         _reject_regularizer_params(kwargs)
@@ -126,7 +132,8 @@ class CoTuningClassifier(FineTuningClassifier):
     def _make_regularizer(self) -> CoTuning | None:
         if self.trade_off == 0:  # exactly plain fine-tuning, at its cost
             return None
-        regularizer = CoTuning(self.trade_off, self.relationship, self.soft_target_temperature)
+        regularizer = CoTuning(trade_off=self.trade_off, relationship=self.relationship,
+                               soft_target_temperature=self.soft_target_temperature)
         regularizer.check()
         return regularizer
 
@@ -148,8 +155,10 @@ class CoTuningClassifier(FineTuningClassifier):
 
         ``relationship`` is created as ``CategoryRelationship()`` when it is
         ``None`` (the default, made explicit to be tuned), so grid searches
-        can tune ``relationship__method`` etc.  A fitted net's ``trade_off``
-        applies from the next step on.
+        can tune ``relationship__method`` etc.  On a fitted net ``trade_off``
+        and a numeric ``soft_target_temperature`` apply from the next step
+        on (``"auto"`` is fitted by the next ``fit``); a ``trade_off`` on a
+        net built with ``trade_off=0`` (no regulariser) needs a new ``fit``.
         """
         _reject_regularizer_params(kwargs, error=ValueError)
         nested = {
@@ -163,8 +172,10 @@ class CoTuningClassifier(FineTuningClassifier):
             if self.relationship is None:
                 self.relationship = CategoryRelationship()
             self.relationship.set_params(**nested)
-        if "trade_off" in kwargs:
-            self.trade_off = kwargs.pop("trade_off")
-            if getattr(self, "initialized_", False) and self.regularizer_ is not None:
-                self.regularizer_.trade_off = self.trade_off
+        live = {key: kwargs.pop(key) for key in ("trade_off", "soft_target_temperature")
+                if key in kwargs}
+        for key, value in live.items():
+            setattr(self, key, value)
+        if live and getattr(self, "initialized_", False) and self.regularizer_ is not None:
+            self.regularizer_.set_params(**live)  # from the next step (see CoTuning.set_params)
         return super().set_params(**kwargs) if kwargs else self

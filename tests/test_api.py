@@ -95,3 +95,23 @@ def test_setting_the_regularizer_on_a_fitted_net_takes_effect_at_the_next_fit(di
     clf.set_params(regularizer__trade_off=0.5)
     assert clf.regularizer_.trade_off == 0.5
     clf.partial_fit(X, y)
+
+
+def test_one_name_and_one_default_per_concept(digits):
+    import inspect
+
+    from sk_cotuning import CoTuning
+
+    co, clf = inspect.signature(CoTuning).parameters, inspect.signature(CoTuningClassifier).parameters
+    for name in ("trade_off", "soft_target_temperature"):
+        assert co[name].default == clf[name].default, name
+    X, y = digits
+    via_slot = FineTuningClassifier("glyphnet", regularizer="co_tuning",
+                                    regularizer__soft_target_temperature=2.0, **FAST).fit(X, y)
+    direct = CoTuningClassifier("glyphnet", soft_target_temperature=2.0, **FAST).fit(X, y)
+    assert float(via_slot.regularizer_.fitted_temperature) == float(direct.regularizer_.fitted_temperature) == 2.0
+    np.testing.assert_allclose(via_slot.predict_proba(X), direct.predict_proba(X), atol=1e-6)
+    # on a fitted net, the temperature applies at once, as trade_off does
+    direct.set_params(soft_target_temperature=3.0, trade_off=1.0)
+    reg = direct.regularizer_
+    assert float(reg.fitted_temperature) == 3.0 and reg.trade_off == 1.0
