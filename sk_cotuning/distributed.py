@@ -48,7 +48,7 @@ def dask_backend(**kwargs: Any) -> Iterator[None]:
     except ImportError as exc:  # pragma: no cover - the extra is missing
         raise ImportError(
             "Grid searches on a dask cluster need dask.distributed: "
-            "pip install 'sk-cotuning[dask]'."
+            "pip install 'dask[distributed]' (from a clone: pip install -e '.[dask]')."
         ) from exc
     try:
         with joblib.parallel_backend("dask", **kwargs):

@@ -31,8 +31,8 @@ def import_timm() -> Any:
         import timm
     except ImportError:
         raise ImportError(
-            "timm backbones need the timm package: pip install 'sk-cotuning[timm]' "
-            "(or pip install timm)."
+            "timm backbones need the timm package: pip install timm (from a clone: "
+            "pip install -e '.[timm]')."
         ) from None
     return timm
 

