@@ -51,11 +51,13 @@ def plot_relationship(
     relationship : ndarray of shape (n_classes, n_source)
         The relationship matrix.
     target_names, source_names : sequence, default=None
-        Tick labels (omitted on an axis with more than 60 classes).
+        Tick labels (omitted on an axis with more than 100 classes); source
+        names longer than two characters are written vertically.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure when ``None``.
     annotate_top : int, default=1
-        Mark the ``annotate_top`` largest entries of each row.
+        Mark the ``annotate_top`` largest entries of each row with a white
+        dot (explained in the colour bar's label).
 
     Returns
     -------
@@ -67,11 +69,18 @@ def plot_relationship(
     if ax is None:
         _, ax = plt.subplots(figsize=(min(2 + 0.22 * R.shape[1], 16), 1 + 0.35 * R.shape[0]))
     image = ax.imshow(R, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.figure.colorbar(image, ax=ax, label="p(source class | target class)")
-    if target_names is not None and len(target_names) <= 60:
+    label = "p(source class | target class)"
+    if annotate_top > 0:
+        label += ("\n• = each row's largest" if annotate_top == 1
+                  else f"\n• = each row's {annotate_top} largest")
+    ax.figure.colorbar(image, ax=ax, label=label)
+    if target_names is not None and len(target_names) <= 100:
         ax.set_yticks(range(R.shape[0]), [str(t) for t in target_names])
-    if source_names is not None and len(source_names) <= 60:
-        ax.set_xticks(range(R.shape[1]), [str(s) for s in source_names], fontsize=7)
+    if source_names is not None and len(source_names) <= 100:
+        names = [str(s) for s in source_names]
+        vertical = max(map(len, names), default=0) > 2
+        ax.set_xticks(range(R.shape[1]), names, fontsize=7 if len(names) > 40 else 8,
+                      rotation=90 if vertical else 0)
     for t, row in enumerate(np.argsort(-R, axis=1)[:, :annotate_top]):
         for j in row:
             ax.text(j, t, "•", ha="center", va="center", color="white", fontsize=8)
@@ -110,5 +119,6 @@ def plot_paired_accuracy(accuracies: Mapping[str, Sequence[float]], ax: Any = No
     ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Paired runs (one line per seed)")
-    ax.legend(loc="lower right", fontsize=8)
+    # below the axes, so that it never hides a seed's point
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
     return ax

@@ -119,3 +119,26 @@ def test_glyphnet_on_flat_digits():
     )
     top = top_source_classes(clf.relationship_.relationship_, clf.source_classes_, k=3)
     assert len(top) == 10 and all(len(row) == 3 for row in top)
+
+
+def test_figures_name_every_source_class_and_hide_no_point():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship
+
+    R = np.random.default_rng(0).dirichlet(np.ones(62), size=10)
+    chars = [chr(c) for c in range(48, 58)] + [chr(c) for c in range(65, 91)] + \
+        [chr(c) for c in range(97, 123)]
+    ax = plot_relationship(R, range(10), chars)
+    assert [t.get_text() for t in ax.get_xticklabels()] == chars  # 62 columns, all named
+    assert "largest" in ax.figure.axes[-1].get_ylabel()  # the colour bar explains the dots
+    ax = plot_relationship(R[:, :5], range(10), ["cowboy boot", "Loafer", "a", "b", "c"])
+    assert {t.get_rotation() for t in ax.get_xticklabels()} == {90.0}  # long names: vertical
+    ax = plot_paired_accuracy({"fine-tuning": [0.5, 0.9], "Co-Tuning": [0.6, 0.95]})
+    ax.figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.y1 <= ax.get_window_extent().y0  # below the axes, over no point
+    plt.close("all")
