@@ -9,14 +9,16 @@ Per rate and seed ``s``: a stratified training subset drawn with seed ``s``
 target-head initialisation (``random_state=s``) for every method, and one
 fixed stratified test subset of ``test_size`` images.
 
-Tuning is symmetric and uses training data only, once per rate, on a
-stratified ``holdout`` part of seed 0's subset (the rest trains):
+Tuning is symmetric and uses training data only, once per rate, by
+stratified ``tuning_folds``-fold cross-validation on seed 0's subset (every
+candidate is scored on every image of it once; a single 30% hold-out, 30
+images at 10 per class, made choices that were mostly noise):
 
 1. the **base recipe**: plain fine-tuning chooses ``lr`` x
    ``backbone_lr_mult`` from ``lr_grid`` x ``mult_grid``;
 2. then **every method**, Co-Tuning included, trains with the base recipe
-   and chooses its own weight from the same three candidates: its default
-   and one step either side (``x/÷ weight_step``; StochNorm's probability
+   and chooses its own weight from the same three candidates, by the same
+   folds: its default and one step either side (``x/÷ weight_step``; StochNorm's probability
    ``p`` ± 0.25).  The combination and the Co-Tuning variants (reverse
    relationship, shifted-row control) take the weights their parts chose.
 
@@ -43,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from sk_cotuning import CategoryRelationship, FineTuningClassifier, sample_rate_indices
 from sk_cotuning.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
@@ -86,11 +88,11 @@ class Protocol:
     mult_grid: tuple = (0.1, 1.0)
     weight_step: float = 3.0
     scratch_lr: float = 0.05
-    holdout: float = 0.3
+    tuning_folds: int = 3  # stratified k-fold CV on seed 0's subset: every image scored once
 
     @classmethod
     def quick(cls) -> "Protocol":
-        return cls(rates=("3/class",), seeds=1, extra_seeds=1, extra_rates=("3/class",), holdout=0.34,
+        return cls(rates=("3/class",), seeds=1, extra_seeds=1, extra_rates=("3/class",), tuning_folds=2,
                    size=32, test_size=60, batch_size=8, epochs={"3/class": 1},
                    lr_grid=(0.01,), mult_grid=(0.1, 1.0))
 
@@ -193,23 +195,30 @@ class _Runner:
 
     # ------------------------------------------------------------ tuning
     def _tuning_stage(self, rate, stage: str, jobs: list[tuple[str, dict]]) -> pd.DataFrame:
-        """Fit each (method, params) on the training part, score on the hold-out; resumable."""
+        """Score each (method, params) by stratified k-fold CV on seed 0's subset; resumable.
+
+        One row per candidate and fold (``holdout_accuracy`` is that fold's);
+        :func:`choose` takes the mean over the folds.
+        """
         protocol = self.protocol
         idx = subset(self.y_pool, rate, 0)
         X, y = resize(self.X_pool[idx], protocol.size), self.y_pool[idx]
-        split = StratifiedShuffleSplit(1, test_size=protocol.holdout, random_state=0)
-        train, held = next(split.split(X, y))
-        keys = [(method, json.dumps(params, sort_keys=True)) for method, params in jobs]
+        folds = list(StratifiedKFold(protocol.tuning_folds, shuffle=True, random_state=0)
+                     .split(X, y))
+        fold_jobs = [(m, json.dumps(p, sort_keys=True), k)
+                     for m, p in jobs for k in range(len(folds))]
 
         def recorded(table: pd.DataFrame) -> set:
             if not len(table):
                 return set()
             mine = table[(table["rate"].astype(str) == str(rate)) & (table["stage"] == stage)]
-            return set(zip(mine["method"], mine["params"]))
+            return set(zip(mine["method"], mine["params"], mine["fold"]))
 
-        for method, params in self._mine(jobs):
-            if (method, json.dumps(params, sort_keys=True)) in recorded(_load(self.tuning_csv)):
+        for method, key, k in self._mine(fold_jobs):
+            if (method, key, k) in recorded(_load(self.tuning_csv)):
                 continue
+            params = json.loads(key)
+            train, held = folds[k]
             clf = classifier(protocol, rate, 0, method, **params)
             t0 = time.perf_counter()
             with warnings.catch_warnings():
@@ -219,17 +228,17 @@ class _Runner:
                     acc = float(clf.score(X[held], y[held]))
                 except FloatingPointError:  # diverged: the candidate loses
                     acc = float("nan")
-            row = {"rate": str(rate), "stage": stage, "method": method,
-                   "params": json.dumps(params, sort_keys=True), "holdout_accuracy": acc,
-                   "n_train": len(train), "n_holdout": len(held),
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            row = {"rate": str(rate), "stage": stage, "method": method, "params": key,
+                   "fold": k, "holdout_accuracy": acc, "n_train": len(train),
+                   "n_holdout": len(held), "seconds": round(time.perf_counter() - t0, 1)}
             pd.DataFrame([row]).to_csv(self.tuning_csv, mode="a",
                                        header=not self.tuning_csv.exists(), index=False)
-            self.say(f"rate {rate} tuning {stage}: {method} {params} -> hold-out "
+            self.say(f"rate {rate} tuning {stage}: {method} {params} fold {k} -> "
                      f"{100 * acc:.2f}% ({row['seconds']:.0f}s)")
-        table = _wait_for(self.tuning_csv, lambda t: set(keys) <= recorded(t))
+        table = _wait_for(self.tuning_csv, lambda t: set(fold_jobs) <= recorded(t))
         mine = table[(table["rate"].astype(str) == str(rate)) & (table["stage"] == stage)]
-        return mine[[k in set(keys) for k in zip(mine["method"], mine["params"])]]
+        wanted = {(m, key) for m, key, _ in fold_jobs}
+        return mine[[k in wanted for k in zip(mine["method"], mine["params"])]]
 
     def tune(self, rate) -> tuple[dict, dict]:
         """The base recipe (chosen by fine-tuning), then each method's weight."""
@@ -283,10 +292,19 @@ class _Runner:
                      f"({fit_s:.0f}s fit, {time.perf_counter() - self.start:.0f}s total)")
 
 
+def cv_scores(table: pd.DataFrame) -> pd.Series:
+    """Mean accuracy over the folds per candidate (``params``), in the order first listed.
+
+    A diverged fold (NaN) counts as 0, so a candidate that diverges never wins.
+    """
+    return (table.assign(score=table["holdout_accuracy"].fillna(0.0))
+            .groupby("params", sort=False)["score"].mean())
+
+
 def choose(table: pd.DataFrame) -> dict:
-    """The candidate with the best hold-out accuracy (the first listed on a tie)."""
-    scores = table["holdout_accuracy"].fillna(-1.0).to_numpy()
-    return json.loads(table["params"].iloc[int(np.argmax(scores))])
+    """The candidate with the best mean CV accuracy (the first listed on a tie)."""
+    scores = cv_scores(table)
+    return json.loads(scores.index[int(np.argmax(scores.to_numpy()))])
 
 
 def run(protocol: Protocol, out: Path, progress: Callable[[str], None] | None = print,
@@ -327,11 +345,11 @@ def choices(tuning: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(rows)
     for (rate, stage, method), group in tuning.groupby(["rate", "stage", "method"], sort=False):
         best = choose(group)
-        scores = ", ".join(
-            f"{_short(json.loads(p), stage)}: {100 * a:.1f}" for p, a in
-            zip(group["params"], group["holdout_accuracy"]))
+        scores = ", ".join(f"{_short(json.loads(p), stage)}: {100 * a:.1f}"
+                           for p, a in cv_scores(group).items())
         rows.append({"rate": rate, "stage": stage, "method": method,
-                     "chosen": _short(best, stage), "hold-out accuracy (%) per candidate": scores})
+                     "chosen": _short(best, stage),
+                     "CV accuracy (%) per candidate": scores})
     return pd.DataFrame(rows)
 
 

@@ -144,9 +144,11 @@ def test_fashion_protocol_tunes_every_method_from_the_same_candidates():
     assert fp.method_params("control: shifted rows", base, weights)["regularizer__trade_off"] == 0.77
     assert fp.method_params("Co-Tuning + BSS", base, weights) == {
         **base, "regularizer__co_tuning__trade_off": 0.77, "regularizer__bss__trade_off": 0.003}
-    # the choice is the best hold-out accuracy; a diverged candidate (NaN) never wins
-    table = pd.DataFrame({"params": [json.dumps({"a": 1}), json.dumps({"a": 2}), json.dumps({"a": 3})],
-                          "holdout_accuracy": [0.5, np.nan, 0.6]})
+    # the choice is the best mean over the folds; a diverged fold (NaN) counts as 0
+    a, b, c = (json.dumps({"a": v}) for v in (1, 2, 3))
+    table = pd.DataFrame({"params": [a, b, c, a, b, c], "fold": [0, 0, 0, 1, 1, 1],
+                          "holdout_accuracy": [0.5, 0.9, 0.6, 0.7, np.nan, 0.62]})
+    assert fp.cv_scores(table).round(3).to_dict() == {a: 0.6, b: 0.45, c: 0.61}
     assert fp.choose(table) == {"a": 3}
     assert fp.rate_label("10/class", 100) == "10/class (0.17%)" and fp.rate_label("0.01", 600) == "1%"
     # epochs never shrink as the subset grows
