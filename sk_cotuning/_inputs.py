@@ -8,6 +8,7 @@ test-time views.  Mixed into :class:`~sk_cotuning.FineTuningClassifier`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -190,6 +191,9 @@ class InputsMixin:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One network output over ``X`` (evaluation mode, no grad), with label indices.
 
+        Inside :meth:`sharing_outputs` for the same dataset, the outputs of
+        that one pass are returned instead of running the network again.
+
         Parameters
         ----------
         X : array-like or Dataset
@@ -204,7 +208,27 @@ class InputsMixin:
         codes : ndarray of shape (n_samples,)
             Label indices carried by the dataset (0 for unlabelled inputs).
         """
-        index = NetworkOutput.FIELDS.index(field)
+        shared = getattr(self, "_shared_outputs", None)
+        if shared is not None and shared[0] is X and field in shared[1]:
+            return shared[1][field], shared[2]
+        outputs, codes = self._collect((field,), X, desc)
+        return outputs[field], codes
+
+    @contextmanager
+    def sharing_outputs(self, dataset: Dataset, fields: Any, desc: str | None = None):
+        """Run the network over ``dataset`` once for ``fields``; within the block,
+        :meth:`collect_outputs` on that dataset reads them (a combination of
+        regularisers prepares from one pass)."""
+        outputs, codes = self._collect(tuple(fields), dataset, desc)
+        self._shared_outputs = (dataset, outputs, codes)
+        try:
+            yield
+        finally:
+            self._shared_outputs = None
+
+    def _collect(self, fields: tuple, X: Any, desc: str | None) -> tuple[dict, np.ndarray]:
+        """The ``fields`` of the network's outputs over ``X`` in one pass, and the labels."""
+        indices = [NetworkOutput.FIELDS.index(field) for field in fields]
         iterator = self.get_iterator(self.get_dataset(X), training=False)
         if self.verbose and desc:
             from tqdm.auto import tqdm
@@ -214,13 +238,16 @@ class InputsMixin:
         # evaluation_step gathers the outputs: gather the labels alike, so every
         # rank prepares from the whole training split (not its shard)
         accelerator = getattr(self, "accelerator", None)
-        outputs, codes = [], []
+        outputs: dict[str, list] = {field: [] for field in fields}
+        codes = []
         for batch in iterator:
             _, yi = unpack_data(batch)
-            out = self.evaluation_step(batch, training=False)[index].float()
-            code = torch.as_tensor(yi, device=out.device).reshape(-1)
+            step = self.evaluation_step(batch, training=False)
+            for field, index in zip(fields, indices):
+                outputs[field].append(step[index].float().cpu())
+            code = torch.as_tensor(yi, device=step[0].device).reshape(-1)
             if accelerator is not None:
                 code = accelerator.gather_for_metrics(code)
-            outputs.append(out.cpu())
             codes.append(code.cpu())
-        return torch.cat(outputs).numpy(), torch.cat(codes).numpy()
+        return ({field: torch.cat(parts).numpy() for field, parts in outputs.items()},
+                torch.cat(codes).numpy())

@@ -584,3 +584,25 @@ def test_source_head_trains_unless_every_reader_keeps_it_frozen(net2, image_data
         clf = _fit(net2, X, y, regularizer=spec, max_epochs=1)
         head = {id(p) for p in clf.module_.source_head.parameters()}
         assert bool(_optimised(clf) & head) == trains, spec
+
+
+def test_a_combination_prepares_from_one_pass_of_the_pretrained_network(net2, image_data):
+    X, y = image_data
+    passes = []
+
+    class Counting(FineTuningClassifier):
+        def _collect(self, fields, X, desc):
+            passes.append(tuple(fields))
+            return super()._collect(fields, X, desc)
+
+    clf = Counting(net2, regularizer=["co_tuning", "lp_ft"], **{**PARAMS, "max_epochs": 1}).fit(X, y)
+    assert passes == [("features", "source")]  # one pass for both parts
+    alone = FineTuningClassifier(net2, regularizer="co_tuning", **{**PARAMS, "max_epochs": 1}).fit(X, y)
+    np.testing.assert_allclose(clf.regularizer_.members["co_tuning"].soft_targets,
+                               alone.regularizer_.soft_targets, atol=1e-6)
+    # a part that changes the network (StochNorm re-estimates its statistics) does not
+    # change what the others prepare from, whatever the order
+    first = FineTuningClassifier(net2, regularizer=["stochnorm", "co_tuning"],
+                                 **{**PARAMS, "max_epochs": 1}).fit(X, y)
+    np.testing.assert_allclose(first.regularizer_.members["co_tuning"].soft_targets,
+                               alone.regularizer_.soft_targets, atol=1e-6)

@@ -79,6 +79,9 @@ class Regularizer(nn.Module):
     terms: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[frozenset[str]] = frozenset()
     trains_source_head: ClassVar[bool] = True
+    #: The outputs :meth:`prepare` reads with ``net.collect_outputs`` (a
+    #: combination collects them for all its parts in one pass).
+    prepares_from: ClassVar[frozenset[str]] = frozenset()
     #: The name in ``REGULARIZERS`` (and in a combination's parameter prefixes).
     name: ClassVar[str] = "regularizer"
     #: The SGD weight decay the estimator defaults to with this method (``None``:

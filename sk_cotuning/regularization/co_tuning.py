@@ -118,6 +118,7 @@ class CoTuning(Regularizer):
     terms = ("cotuning",)
     needs = frozenset({"source"})
     name = "co_tuning"
+    prepares_from = frozenset({"source"})
 
     def __init__(self, trade_off: float = DEFAULT_TRADE_OFF, relationship: Any = None,
                  soft_target_temperature: Any = DEFAULT_SOFT_TARGET_TEMPERATURE) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -126,8 +127,19 @@ class Combined(Regularizer):
             part.attach(network)
 
     def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
-        for part in self.members.values():
-            if not bool(part.prepared):
+        """Prepare every part from one pass of the pre-trained network.
+
+        The outputs the parts read (:attr:`Regularizer.prepares_from`) are
+        collected together, before any part prepares (so a part that changes
+        the network, such as StochNorm re-estimating its statistics, cannot
+        change what the others see); parts then prepare in order.
+        """
+        todo = [part for part in self.members.values() if not bool(part.prepared)]
+        fields = sorted(set().union(*(part.prepares_from for part in todo)))
+        shared = (net.sharing_outputs(dataset, fields, desc="preparation pass") if fields
+                  else contextlib.nullcontext())
+        with shared:
+            for part in todo:
                 part.prepare(net, dataset)
                 part.mark_prepared()
 
