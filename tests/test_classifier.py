@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skorch.dataset import ValidSplit
@@ -168,7 +168,10 @@ def test_clone_get_params_set_params(tiny_backbone):
     assert params["relationship__method"] == "reverse"
     cloned = clone(clf)
     assert cloned.get_params()["relationship__method"] == "reverse"
-    assert cloned.backbone is not clf.backbone or cloned.backbone is clf.backbone  # either is fine
+    # clone deep-copies a module parameter: the same weights, not the same object
+    assert cloned.backbone is not clf.backbone
+    for a, b in zip(cloned.backbone.state_dict().values(), clf.backbone.state_dict().values()):
+        assert torch.equal(a, b)
     cloned.set_params(trade_off=0.7, relationship__method="direct", optimizer__momentum=0.5)
     assert cloned.trade_off == 0.7 and cloned.relationship.method == "direct"
     assert clf.relationship.method == "reverse"
@@ -193,13 +196,25 @@ def test_grid_search_over_relationship_method(tiny_backbone, image_data):
         {"relationship": [CategoryRelationship()], "relationship__method": ["direct", "reverse"]},
         cv=2,
     ).fit(X, y)
-    assert grid.best_estimator_.relationship_.method in ("direct", "reverse")
+    chosen = grid.best_params_["relationship__method"]
+    scores = dict(zip([p["relationship__method"] for p in grid.cv_results_["params"]],
+                      grid.cv_results_["mean_test_score"]))
+    assert scores[chosen] == max(scores.values())
+    assert grid.best_estimator_.relationship_.method == chosen
 
 
 def test_cross_val_score_learns_a_relationship_per_fold(tiny_backbone, image_data):
     X, y = image_data
-    scores = cross_val_score(make_clf(tiny_backbone), X, y, cv=3)
-    assert scores.shape == (3,) and np.all((0 <= scores) & (scores <= 1))
+    cv = StratifiedKFold(3)
+    scores = cross_val_score(make_clf(tiny_backbone), X, y, cv=cv)
+    for score, (train, test) in zip(scores, cv.split(X, y)):  # each fold, by hand
+        fold = clone(make_clf(tiny_backbone)).fit(X[train], y[train])
+        pretrained = make_clf(tiny_backbone, max_epochs=0).fit(X[train], y[train])
+        logits = pretrained.collect_outputs(X[train], "source")[0].astype(np.float64)
+        expected = CategoryRelationship().fit(logits, y[train])
+        np.testing.assert_allclose(fold.relationship_.relationship_, expected.relationship_,
+                                   atol=1e-5)  # learned from this fold's training part only
+        assert score == pytest.approx(fold.score(X[test], y[test]))
 
 
 def test_pipeline_with_a_transformer_in_front(tiny_backbone, image_data):

@@ -97,7 +97,10 @@ def test_regularizer_params_are_sklearn_params(tiny_backbone, image_data):
     # over the slot itself: plain fine-tuning vs Co-Tuning
     grid = GridSearchCV(FineTuningClassifier(tiny_backbone, **PARAMS),
                         {"regularizer": [None, "co_tuning"]}, cv=2).fit(X, y)
-    assert grid.best_params_["regularizer"] in (None, "co_tuning")
+    scores = grid.cv_results_["mean_test_score"]
+    assert grid.best_params_ == grid.cv_results_["params"][int(np.argmax(scores))]
+    assert type(grid.best_estimator_.regularizer_).__name__ == (
+        "NoneType" if grid.best_params_["regularizer"] is None else "CoTuning")
     # on a fitted net, regularizer__<param> updates the live regulariser
     fitted = FineTuningClassifier(tiny_backbone, regularizer="co_tuning", **PARAMS).fit(X, y)
     fitted.set_params(regularizer__trade_off=3.0)
