@@ -75,7 +75,7 @@ def fashion_main(argv: list[str]) -> int:
                         help=f"labelled images per class, at most {FASHION_PER_CLASS} (default 10)")
     parser.add_argument("--seeds", type=positive_int, default=5, help="paired runs (default 5)")
     parser.add_argument("--epochs", type=positive_int, default=20, help="default 20")
-    parser.add_argument("--lr", type=positive_float, default=0.01, help="default 0.01")
+    parser.add_argument("--lr", type=positive_float, default=0.03, help="default 0.03")
     parser.add_argument("--backbone-lr-mult", type=nonnegative_float, default=1.0,
                         help="the backbone's lr multiplier (default 1)")
     parser.add_argument("--size", type=positive_int, default=64,
