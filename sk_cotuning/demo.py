@@ -43,7 +43,7 @@ class DemoConfig:
     Attributes
     ----------
     rate : float
-        Sampling rate of the digits' training split (0.05: 63 images).
+        Sampling rate of the digits' training split (0.05: 60 images).
     seeds : int
         Paired runs; seed ``i`` draws subset ``i`` and seeds both fits.
     epochs : int
