@@ -104,20 +104,16 @@ def recalibrate_batchnorm(clf, X, y):
     """
     from skorch.dataset import unpack_data
 
+    from sk_cotuning.regularization._pretrained import cumulative_batchnorm
+
     norms = [m for m in clf.module_.features.modules()
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
     clf.module_.train()
-    with torch.no_grad():
+    with torch.no_grad(), cumulative_batchnorm(norms):
         for batch in clf.get_iterator(clf.get_dataset(X, y), training=False):
             Xi, _ = unpack_data(batch)
             clf.module_(torch.as_tensor(Xi))
     clf.module_.eval()
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
     return clf
 
 

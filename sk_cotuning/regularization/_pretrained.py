@@ -21,7 +21,31 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["FrozenCopy", "InputCapture", "linear_probe", "stage_outputs"]
+__all__ = ["FrozenCopy", "InputCapture", "cumulative_batchnorm", "linear_probe", "stage_outputs"]
+
+
+@contextmanager
+def cumulative_batchnorm(norms: list) -> Iterator[None]:
+    """Within the block, BatchNorm statistics restart and average every training-mode batch.
+
+    Each layer's running statistics are reset and its momentum set to
+    ``None`` (PyTorch's cumulative average), so a pass over a data set in
+    training mode leaves that data set's statistics; the momenta are
+    restored afterwards.  StochNorm's preparation uses it.
+
+    Parameters
+    ----------
+    norms : list of torch.nn.modules.batchnorm._BatchNorm
+    """
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 class FrozenCopy(nn.Module):

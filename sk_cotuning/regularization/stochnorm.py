@@ -22,6 +22,7 @@ from skorch.utils import to_tensor
 from torch import nn
 
 from sk_cotuning.regularization._base import LossTerm, Regularizer
+from sk_cotuning.regularization._pretrained import cumulative_batchnorm
 
 __all__ = ["StochNorm"]
 
@@ -137,23 +138,17 @@ class StochNorm(Regularizer):
         if not self.reestimate:
             return
         network = self.network
-        momenta = [m.momentum for m in self._norms]
         was_training = network.training
-        for m in self._norms:
-            m.reset_running_stats()
-            m.momentum = None
         self.stochastic = False
         network.train(True)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), cumulative_batchnorm(self._norms):
                 for batch in net.get_iterator(dataset, training=False):
                     Xi, _ = unpack_data(batch)
                     network.features(network.normalize(to_tensor(Xi, device=net.device)))
         finally:
             network.train(was_training)
             self.stochastic = True
-            for m, momentum in zip(self._norms, momenta):
-                m.momentum = momentum
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         return []
