@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from sk_cotuning import CategoryRelationship, CoTuningClassifier, sample_rate_indices
-from sk_cotuning.demo import digits_split
+from sk_cotuning.jobs.digits import digits_split
 
 QUICK = os.environ.get("SK_COTUNING_QUICK", "0") == "1"
 

@@ -33,7 +33,7 @@ import pandas as pd
 
 from sk_cotuning import CoTuningClassifier
 from sk_cotuning.datasets import sample_rate_indices
-from sk_cotuning.demo import digits_split
+from sk_cotuning.jobs.digits import digits_split
 
 HERE = Path(__file__).resolve().parent
 FULL = dict(lrs=(0.003, 0.01, 0.03, 0.1), mults=(0.1, 0.3, 1.0), trade_offs=(0.5, 2.3, 5.0), seeds=2)

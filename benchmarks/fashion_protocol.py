@@ -49,7 +49,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from sk_cotuning import CategoryRelationship, FineTuningClassifier, sample_rate_indices
 from sk_cotuning.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
-from sk_cotuning.fashion import _resize as resize  # the fashion job's resize: one home
+from sk_cotuning.datasets import resize_images as resize  # the fashion job's resize: one home
 from sk_cotuning.regularization import REGULARIZERS, CoTuning
 
 from accuracy_protocol import ShiftedRelationship  # the control, as in the digits benchmark

@@ -64,7 +64,7 @@ DEFAULT_CANDIDATES = [c for c in CANDIDATES if not c.startswith("DELTA")]
 
 def fashion_data(seed: int, per_class: int = 10, size: int = 64):
     from sk_cotuning.datasets import load_fashion_mnist
-    from sk_cotuning.fashion import _resize
+    from sk_cotuning.datasets import resize_images as _resize
 
     X_pool, y_pool = load_fashion_mnist("train")
     rng = np.random.RandomState(12345)
@@ -77,7 +77,7 @@ def fashion_data(seed: int, per_class: int = 10, size: int = 64):
 
 
 def glyph_data(seed: int, rate: float = 0.05):
-    from sk_cotuning.demo import digits_split
+    from sk_cotuning.jobs.digits import digits_split
 
     X_train, _, y_train, _ = digits_split(540)  # the test part is never read here
     idx = sample_rate_indices(y_train, rate, random_state=seed)

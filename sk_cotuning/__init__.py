@@ -12,8 +12,11 @@ CategoryRelationship
 CoTuning, CoTuningLoss, Regularizer, LossTerm
     The Co-Tuning regulariser, its soft-target loss, the regulariser base class
     and the named loss term a regulariser returns.
-leep_score
-    The LEEP transferability score of a source model for a target task.
+leep_score, logme_score, nce_score, h_score
+    Transferability scores of a pre-trained model for a target task
+    (:mod:`sk_cotuning.transferability`).
+rank_backbones
+    Score candidate backbones on the target data before fine-tuning any.
 available_backbones
     The names accepted as ``backbone=``.
 load_image_folder, sample_rate_indices
@@ -31,14 +34,18 @@ from typing import Any
 _PUBLIC = {
     "CategoryRelationship": "sk_cotuning.relationship",
     "CoTuning": "sk_cotuning.regularization",
-    "CoTuningClassifier": "sk_cotuning.classifier",
+    "CoTuningClassifier": "sk_cotuning.co_tuning",
     "CoTuningLoss": "sk_cotuning.regularization",
-    "FineTuningClassifier": "sk_cotuning.net",
+    "FineTuningClassifier": "sk_cotuning.fine_tuning",
     "LossTerm": "sk_cotuning.regularization",
     "Regularizer": "sk_cotuning.regularization",
     "available_backbones": "sk_cotuning.backbones",
+    "h_score": "sk_cotuning.transferability",
     "leep_score": "sk_cotuning.relationship",
     "load_image_folder": "sk_cotuning.datasets",
+    "logme_score": "sk_cotuning.transferability",
+    "nce_score": "sk_cotuning.transferability",
+    "rank_backbones": "sk_cotuning.ranking",
     "sample_rate_indices": "sk_cotuning.datasets",
 }
 
@@ -65,8 +72,12 @@ __all__ = [
     "LossTerm",
     "Regularizer",
     "available_backbones",
+    "h_score",
     "leep_score",
     "load_image_folder",
+    "logme_score",
+    "nce_score",
+    "rank_backbones",
     "sample_rate_indices",
 ]
 __version__ = "0.1.0"

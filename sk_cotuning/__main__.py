@@ -90,7 +90,11 @@ def fashion_main(argv: list[str]) -> int:
         parser.error(f"argument --per-class: at most {FASHION_PER_CLASS} (each Fashion-MNIST "
                      f"class has {FASHION_PER_CLASS} training images), got {args.per_class}")
     _check_out(parser, args.out)
-    from sk_cotuning.fashion import FashionConfig, format_fashion_report, run_fashion
+    from sk_cotuning.jobs.fashion import (
+        FashionConfig,
+        format_fashion_report,
+        run_fashion,
+    )
 
     config = FashionConfig(per_class=args.per_class, seeds=args.seeds, epochs=args.epochs,
                            lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, size=args.size, test_size=args.test_size, data_home=args.data_home,
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print only the final table")
     args = parser.parse_args(argv)
     _check_out(parser, args.out)
-    from sk_cotuning.demo import DemoConfig, format_report, run_demo
+    from sk_cotuning.jobs.digits import DemoConfig, format_report, run_demo
 
     config = DemoConfig(rate=args.rate, seeds=args.seeds, epochs=args.epochs,
                         trade_off=args.trade_off, lr=args.lr, out=args.out)

@@ -29,8 +29,9 @@ from __future__ import annotations
 import torch
 from skorch.hf import AccelerateMixin
 
-from sk_cotuning.classifier import CoTuningClassifier
-from sk_cotuning.net import FineTuningClassifier
+from sk_cotuning._skorch import criteria
+from sk_cotuning.co_tuning import CoTuningClassifier
+from sk_cotuning.fine_tuning import FineTuningClassifier
 
 __all__ = ["AcceleratedCoTuningClassifier", "AcceleratedFineTuningClassifier"]
 
@@ -64,15 +65,12 @@ class _AcceleratorRuntime:
         # processes accelerate wraps it in DistributedDataParallel, which refuses
         # a module without trainable parameters (CrossEntropyLoss). Such a
         # criterion needs no preparing: hide it from that one step.
-        criteria = self._criteria
-        self._criteria = [
-            name for name in criteria
+        trainable = [
+            name for name in self._criteria
             if any(p.requires_grad for p in getattr(getattr(self, name + "_"), "parameters", list)())
         ]
-        try:
+        with criteria(self, trainable):
             return super()._initialize_accelerator()
-        finally:
-            self._criteria = criteria
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -81,7 +79,7 @@ class _AcceleratorRuntime:
             raise TypeError(
                 f"accelerator must be an accelerate.Accelerator, got {type(accelerator).__name__}."
             )
-        device = self.__dict__.get("_device_param")
+        device = self.requested_device
         if device is not None and getattr(accelerator, "device_placement", True):
             raise ValueError(
                 f"device={device!r} conflicts with the accelerator, which places the network "

@@ -18,7 +18,7 @@ from skorch.callbacks import (
     PrintLog,
 )
 
-from sk_cotuning.data import dataset_labels
+from sk_cotuning.inputs.conversion import dataset_labels
 
 __all__ = [
     "GradientClipping",
@@ -70,6 +70,7 @@ class PrepareRegularizer(Callback):
             # skorch swallows KeyboardInterrupt in fit (to keep a partly trained
             # net); here nothing was trained and the regulariser is unprepared
             net.initialized_ = False
+            del net.module_  # so check_is_fitted (skorch's: module_ exists) says not fitted
             raise PreparationInterrupted(
                 f"Interrupted while preparing {type(regularizer).__name__} (before any "
                 f"training step); the estimator is not fitted. Call fit again."

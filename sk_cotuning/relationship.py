@@ -26,6 +26,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sk_cotuning._logistic import fit_multinomial
+from sk_cotuning._validation import Interval, StrOptions, validate_params
 
 __all__ = ["CategoryRelationship", "leep_score", "DEFAULT_CS"]
 
@@ -219,44 +220,21 @@ class CategoryRelationship(TransformerMixin, BaseEstimator):
         return tags
 
     # --------------------------------------------------------------- validation
+    _parameter_constraints: dict = {
+        "method": [StrOptions({"direct", "reverse"})],
+        "input": [StrOptions({"logits", "proba"})],
+        "temperature": [Interval(numbers.Real, 0, None, closed="neither")],
+        "Cs": ["array-like", None],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "patience": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def _check_params(self) -> None:
-        if self.method not in ("direct", "reverse"):
-            raise ValueError(
-                f"method must be 'direct' or 'reverse', got {self.method!r}."
-            )
-        if self.input not in ("logits", "proba"):
-            raise ValueError(
-                f"input must be 'logits' (raw source-model outputs) or 'proba' "
-                f"(probabilities), got {self.input!r}."
-            )
-        t = self.temperature
-        if (
-            isinstance(t, bool)
-            or not isinstance(t, numbers.Real)
-            or not np.isfinite(t)
-            or t <= 0
-        ):
-            raise ValueError(
-                f"temperature must be a positive finite number, got {t!r}."
-            )
-        if self.method == "reverse":
-            f = self.validation_fraction
-            if not isinstance(f, numbers.Real) or not 0.0 < f < 1.0:
-                raise ValueError(
-                    f"validation_fraction must be in (0, 1), got {f!r}."
-                )
-            if self.patience is not None and (
-                not isinstance(self.patience, numbers.Integral) or self.patience < 1
-            ):
-                raise ValueError(
-                    f"patience must be a positive int or None, got {self.patience!r}."
-                )
-            if not isinstance(self.tol, numbers.Real) or not self.tol > 0:
-                raise ValueError(f"tol must be a positive float, got {self.tol!r}.")
-            if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
-                raise ValueError(
-                    f"max_iter must be a positive int, got {self.max_iter!r}."
-                )
+        validate_params(self._parameter_constraints, self.get_params(deep=False),
+                        type(self).__name__)
 
     def _check_outputs(self, X: np.ndarray) -> None:
         """Check that probability inputs are probabilities."""

@@ -193,6 +193,12 @@ def test_weights_none_warns():
         build_backbone("resnet18", weights=None)
 
 
-def test_available_backbones_lists_builtin_and_torchvision():
+def test_available_backbones_lists_builtin_torchvision_and_timm():
     names = available_backbones()
-    assert "glyphnet" in names and "resnet50" in names and "vit_b_16" in names
+    assert names[:2] == ["efficientnet_lite0", "glyphnet"]
+    assert "resnet50" in names and "vit_b_16" in names
+    timm = pytest.importorskip("timm")
+    assert "timm/resnet18" in names and len(names) == len(set(names))
+    assert [n for n in names if n.startswith("timm/")] == [f"timm/{m}" for m in timm.list_models()]
+    assert not any(n.startswith("timm/") for n in available_backbones(include_timm=False))
+

@@ -149,7 +149,7 @@ def bn_last_batch_of_one(c):
 def sixteen_bit_png(c):
     ramp = (np.linspace(0, 65535, 100).reshape(10, 10)).astype(np.uint16)
     paths = [png(c.tmp / f"a{i}.png", ramp) for i in range(4)]
-    from sk_cotuning.data import ImageFileDataset
+    from sk_cotuning.inputs.conversion import ImageFileDataset
 
     img, _ = ImageFileDataset(paths, mode="L")[0]
     values = np.asarray(img)
@@ -459,16 +459,16 @@ CASES = {
     # --- the methods' surface (issue 22)
     "Co-Tuning negative weight": (lambda c: FineTuningClassifier(
         c.tiny, regularizer="co_tuning", regularizer__trade_off=-1, **FAST).fit(c.X, c.y),
-        (ValueError, "trade_off must be a finite float >= 0")),
+        (ValueError, r"'trade_off' parameter of CoTuning must be a float in the range \[0.0, inf\)")),
     "trade_off set after a plain fit": (trade_off_set_after_a_plain_fit,
                                         (ValueError, "built with none.*Call fit")),
     "negative weight set on a fitted net": (negative_weight_set_on_a_fitted_net,
-                                            (ValueError, "alpha must be a finite float >= 0")),
+                                            (ValueError, r"'alpha' parameter of L2SP must be a float in the range \[0.0, inf\)")),
     "misnamed loss term": (lambda c: FineTuningClassifier(c.tiny, regularizer=_Misnamed(), **FAST)
                            .fit(c.X, c.y), (ValueError, "named 'b'.*declares \\('a',\\)")),
     "infinite weight": (lambda c: FineTuningClassifier(c.tiny, regularizer="l2_sp",
                                                        regularizer__alpha=float("inf"), **FAST)
-                        .fit(c.X, c.y), (ValueError, "alpha must be a finite float")),
+                        .fit(c.X, c.y), (ValueError, r"'alpha' parameter of L2SP must be a float in the range \[0.0, inf\)")),
     "divergence names the first batch": (lambda c: FineTuningClassifier(
         c.tiny, regularizer=_NaNTerm(), **FAST).fit(c.X, c.y),
         (FloatingPointError, "epoch 1, batch 1:")),

@@ -8,8 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from sk_cotuning.backbones import Preprocessing
-from sk_cotuning.data import ArrayDataset, TransformedDataset, as_tensor_input
-from sk_cotuning.module import InputNormalization
+from sk_cotuning.inputs.conversion import ArrayDataset, TransformedDataset, as_tensor_input
+from sk_cotuning.network import InputNormalization
 
 RGB = Preprocessing()
 GLYPH = Preprocessing(mean=(0.5,), std=(0.5,), value_range=16.0, in_channels=1, native_size=(8, 8))

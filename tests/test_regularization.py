@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 
 from sk_cotuning import CoTuning, CoTuningClassifier, FineTuningClassifier, Regularizer
-from sk_cotuning.module import NetworkOutput
+from sk_cotuning.network import NetworkOutput
 from sk_cotuning.regularization import LossTerm, make_regularizer
 
 PARAMS = dict(max_epochs=3, batch_size=16, lr=0.05, verbose=0, random_state=0)
@@ -136,7 +136,7 @@ def test_make_regularizer_errors():
         make_regularizer("bsss", {})
     with pytest.raises(TypeError, match="Regularizer instance"):
         make_regularizer(object(), {})
-    with pytest.raises(TypeError, match="CategoryRelationship"):
+    with pytest.raises(TypeError, match="'relationship' parameter of CoTuning must be an object implementing 'fit' and 'soft_targets'"):
         make_regularizer("co_tuning", {"relationship": "direct"})
 
 

@@ -249,9 +249,9 @@ def test_string_labels_and_unknown_label_errors():
         (np.array([[1.2, -0.2], [0.5, 0.5]]), [0, 1], {"input": "proba"}, "negative"),
         (np.array([[0.2, 0.2], [0.5, 0.5]]), [0, 1], {"input": "proba"}, "do not sum to 1"),
         (np.zeros((4, 3)), [0, 1, 0], {}, "inconsistent numbers of samples"),
-        (np.zeros((4, 3)), [0, 1, 0, 1], {"method": "inverse"}, "method must be"),
-        (np.zeros((4, 3)), [0, 1, 0, 1], {"input": "probs"}, "input must be"),
-        (np.zeros((4, 3)), [0, 1, 0, 1], {"temperature": 0}, "temperature must be"),
+        (np.zeros((4, 3)), [0, 1, 0, 1], {"method": "inverse"}, "'method' parameter of CategoryRelationship must be a str among"),
+        (np.zeros((4, 3)), [0, 1, 0, 1], {"input": "probs"}, "'input' parameter of CategoryRelationship must be a str among"),
+        (np.zeros((4, 3)), [0, 1, 0, 1], {"temperature": 0}, "'temperature' parameter of CategoryRelationship must be a float in the range"),
         (np.zeros((4, 3)), [0, 1, 0, 1], {"method": "reverse", "Cs": [-1]}, "Cs must be"),
     ],
 )

@@ -146,7 +146,7 @@ def test_ten_crop_on_the_glyph_model():
     proba = clf.predict_proba(X[300:400])
     assert proba.shape == (100, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert clf.score(X[300:400], y[300:400]) > 0.3  # chance is 0.1; 8x8 crops cost accuracy
-    from sk_cotuning.transforms import TestTimeViews
+    from sk_cotuning.inputs.transforms import TestTimeViews
 
     views = TestTimeViews("ten_crop", None)(torch.rand(1, 8, 8))
     assert views.shape == (10, 1, 8, 8)

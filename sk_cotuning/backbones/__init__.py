@@ -37,9 +37,29 @@ BUILTINS = MappingProxyType({
 })
 
 
-def available_backbones() -> list[str]:
-    """Names accepted as ``backbone=``: the built-in ones, then torchvision's."""
-    return sorted(BUILTINS) + _torchvision.classification_models()
+def available_backbones(include_timm: bool = True) -> list[str]:
+    """Names accepted as ``backbone=``.
+
+    Parameters
+    ----------
+    include_timm : bool, default=True
+        Also list ``"timm/<name>"`` for every model of the installed timm (none
+        when timm is not installed: ``pip install timm``).
+
+    Returns
+    -------
+    names : list of str
+        The built-in names (``"efficientnet_lite0"``, ``"glyphnet"``), then
+        torchvision's classification models, then timm's.
+    """
+    names = sorted(BUILTINS) + _torchvision.classification_models()
+    if include_timm:
+        try:
+            import timm
+        except ImportError:
+            return names
+        names += [f"timm/{name}" for name in timm.list_models()]
+    return names
 
 
 def _from_module(model: nn.Module, weights: Any, source_head: str | None, name: str) -> Backbone:
@@ -54,7 +74,7 @@ def _from_module(model: nn.Module, weights: Any, source_head: str | None, name: 
 def _unknown_name_message(name: str) -> str:
     import difflib
 
-    known = available_backbones()
+    known = available_backbones(include_timm=False)
     close = difflib.get_close_matches(name.replace("-", "_").lower(), known, n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return (

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import torch
 
 from sk_cotuning.backbones._base import Backbone, Preprocessing, load_into
-from sk_cotuning.backbones._timm import import_timm, imagenet_classes, split_timm
+from sk_cotuning.backbones._timm import imagenet_classes, import_timm, split_timm
 from sk_cotuning.backbones._weights import resolve_weights
 
 __all__ = ["ARCHITECTURE", "PREPROCESSING", "build", "to_timm_names", "weights_file"]

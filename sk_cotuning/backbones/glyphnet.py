@@ -28,6 +28,7 @@ from torch import nn
 
 from sk_cotuning.backbones._base import Backbone, Preprocessing, load_into, split_model
 from sk_cotuning.backbones._weights import resolve_weights
+from sk_cotuning.runtime import seeded
 
 __all__ = ["GlyphNet", "PREPROCESSING", "WEIGHTS_FILE", "RECORD_FILE", "build", "pretrain"]
 
@@ -172,8 +173,7 @@ def pretrain(
         print(f"glyph corpus: {len(X)} training and {len(X_test)} held-out images "
               f"({time.perf_counter() - start:.1f}s)")
     generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = GlyphNet()
     inputs, targets = _normalise(X), torch.as_tensor(y)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=weight_decay)

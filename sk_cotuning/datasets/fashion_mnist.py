@@ -10,8 +10,8 @@ fetched through ``torchvision.datasets.FashionMNIST`` (needs internet).
 from __future__ import annotations
 
 import gzip
-import zlib
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np

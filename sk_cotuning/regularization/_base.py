@@ -1,7 +1,7 @@
 """What a regulariser is: declared needs, a one-off preparation, named loss terms.
 
 A regulariser adds terms to the fine-tuning loss.  It is an ``nn.Module``
-held by the network (:class:`~sk_cotuning.module.FineTuningNetwork`), so its
+held by the network (:class:`~sk_cotuning.network.FineTuningNetwork`), so its
 prepared state (buffers) and learnable parameters travel with the network:
 through ``save_params``/``load_params``, ``Checkpoint``/``LoadInitState``,
 pickling, device moves and data-parallel wrappers; its parameters reach the
@@ -29,6 +29,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
+
+from sk_cotuning._validation import validate_params
 
 __all__ = ["LossTerm", "Regularizer"]
 
@@ -135,8 +137,17 @@ class Regularizer(nn.Module):
         return ", ".join(f"{k}={getattr(self, k)!r}" for k in self._get_param_names())
 
     # --------------------------------------------------------------- protocol
+    #: scikit-learn constraints per ``__init__`` parameter, checked by :meth:`check`.
+    _parameter_constraints: ClassVar[dict] = {}
+
     def check(self) -> None:
-        """Validate the hyper-parameters; raise ``ValueError``/``TypeError``."""
+        """Validate the hyper-parameters; raise ``ValueError``/``TypeError``.
+
+        Checks ``_parameter_constraints`` the way the estimators check theirs;
+        subclasses with rules across parameters extend it.
+        """
+        validate_params(self._parameter_constraints, self.get_params(deep=False),
+                        type(self).__name__)
 
     def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
         """Allocate state for a network of these sizes (called once, at build)."""
@@ -155,18 +166,18 @@ class Regularizer(nn.Module):
         network : FineTuningNetwork
             Still holding the pre-trained weights.
         """
-        object.__setattr__(self, "_network", network)
+        self._attached_to = (network,)  # in a tuple: nn.Module does not register it
 
     @property
     def network(self) -> nn.Module:
-        """The :class:`~sk_cotuning.module.FineTuningNetwork` this regulariser lives in."""
-        network = self.__dict__.get("_network")
-        if network is None:
+        """The :class:`~sk_cotuning.network.FineTuningNetwork` this regulariser lives in."""
+        attached = getattr(self, "_attached_to", None)
+        if attached is None:
             raise RuntimeError(
                 f"{type(self).__name__} is not attached to a network yet; the estimator "
                 f"attaches it when it builds the network in fit."
             )
-        return network
+        return attached[0]
 
     def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
         """Prepare once from the pre-trained network on the training split.

@@ -123,7 +123,7 @@ class InputCapture:
     """Forward pre-hook that keeps the input batch of a module while training.
 
     Registered on the network's feature extractor, it sees the normalised
-    batch (after :class:`~sk_cotuning.module.InputNormalization`).  Only
+    batch (after :class:`~sk_cotuning.network.InputNormalization`).  Only
     batches seen while ``owner.training`` are kept, so prediction holds no
     reference; :meth:`pop` hands the batch over once.
     """

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from sk_cotuning._validation import WEIGHT, Interval
 from sk_cotuning.regularization._base import LossTerm, Regularizer
-from sk_cotuning.regularization.l2_sp import _check_weight
 
 __all__ = ["BSS", "batch_spectral_shrinkage"]
 
@@ -70,10 +70,8 @@ class BSS(Regularizer):
         self.k = k
         self._full_batch = 0
 
-    def check(self) -> None:
-        _check_weight("trade_off", self.trade_off)
-        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:
-            raise ValueError(f"k must be an int >= 1, got {self.k!r}.")
+    _parameter_constraints = {"trade_off": [WEIGHT],
+                              "k": [Interval(numbers.Integral, 1, None, closed="left")]}
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         features = outputs[2]

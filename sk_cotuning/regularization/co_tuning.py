@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from sklearn.base import clone
 from torch import nn
 
+from sk_cotuning._validation import WEIGHT, HasMethods, Interval, StrOptions
 from sk_cotuning.regularization._base import LossTerm, Regularizer
-from sk_cotuning.regularization.l2_sp import _check_weight
 from sk_cotuning.relationship import CategoryRelationship, leep_score
+from sk_cotuning.runtime import seed_from
 
 __all__ = ["DEFAULT_SOFT_TARGET_TEMPERATURE", "DEFAULT_TRADE_OFF", "CoTuning", "CoTuningLoss"]
 
@@ -130,22 +131,17 @@ class CoTuning(Regularizer):
         self.register_buffer("soft_targets", torch.zeros(0, 0))
         self.register_buffer("fitted_temperature", torch.ones(()))
 
+    _parameter_constraints = {
+        "trade_off": [WEIGHT],
+        "soft_target_temperature": [StrOptions({"auto"}),
+                                    Interval(numbers.Real, 0, None, closed="neither")],
+        "relationship": [HasMethods(["fit", "soft_targets"]), None],
+    }
+
     def check(self) -> None:
-        _check_weight("trade_off", self.trade_off)
-        t = self.soft_target_temperature
-        if not ((isinstance(t, str) and t == "auto") or (
-            isinstance(t, numbers.Real) and not isinstance(t, bool) and np.isfinite(t) and t > 0
-        )):
-            raise ValueError(f"soft_target_temperature must be 'auto' or a float > 0, got {t!r}.")
+        super().check()
         rel = self.relationship
-        if rel is None:
-            return
-        if not (hasattr(rel, "fit") and hasattr(rel, "soft_targets")):
-            raise TypeError(
-                f"relationship must be a CategoryRelationship (or None), got "
-                f"{type(rel).__name__}."
-            )
-        if rel.get_params().get("input", "logits") != "logits":
+        if rel is not None and rel.get_params().get("input", "logits") != "logits":
             raise ValueError(
                 "relationship must use input='logits': Co-Tuning feeds it the source "
                 "head's logits."
@@ -180,9 +176,7 @@ class CoTuning(Regularizer):
         rel = CategoryRelationship() if self.relationship is None else clone(self.relationship)
         if rel.get_params().get("random_state", 0) is None and net.random_state is not None:
             # the reverse method's held-out split: reproducible with the estimator's seed
-            seed = net.random_state
-            seed = int(seed) if isinstance(seed, numbers.Integral) else int(seed.randint(0, 2**31 - 1))
-            rel.set_params(random_state=seed)
+            rel.set_params(random_state=seed_from(net.random_state))
         self.relationship_ = rel.fit(logits, labels)
         self.leep_ = leep_score(logits, labels, temperature=rel.temperature)
         table = np.empty((len(classes), logits.shape[1]))

@@ -28,9 +28,15 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 
+from sk_cotuning._validation import WEIGHT, Interval, StrOptions
 from sk_cotuning.regularization._base import LossTerm, Regularizer
-from sk_cotuning.regularization._pretrained import FrozenCopy, InputCapture, linear_probe, stage_outputs
-from sk_cotuning.regularization.l2_sp import _check_weight, head_l2
+from sk_cotuning.regularization._pretrained import (
+    FrozenCopy,
+    InputCapture,
+    linear_probe,
+    stage_outputs,
+)
+from sk_cotuning.regularization.l2_sp import head_l2
 
 __all__ = ["DELTA", "attention_feature_distance", "normalize_attention"]
 
@@ -197,26 +203,24 @@ class DELTA(Regularizer):
         self._teacher_pass = False
 
     # ---------------------------------------------------------------- params
+    _parameter_constraints = {
+        "alpha": [WEIGHT],
+        "beta": [WEIGHT],
+        "attention": [StrOptions({"taylor", "removal", "uniform"})],
+        "layers": [list, tuple, None],
+        "attention_batches": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
+        "reduction": [StrOptions({"mean", "sum"})],
+    }
+
     def check(self) -> None:
-        _check_weight("alpha", self.alpha)
-        _check_weight("beta", self.beta)
-        if self.attention not in ("taylor", "removal", "uniform"):
-            raise ValueError(
-                f"attention must be 'taylor', 'removal' or 'uniform', got {self.attention!r}."
-            )
+        super().check()
         layers = self.layers
-        if layers is not None and (
-            isinstance(layers, str) or not all(isinstance(n, str) for n in layers) or not layers
-        ):
-            raise ValueError(f"layers must be None or a non-empty list of module names, got {layers!r}.")
-        b = self.attention_batches
-        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1):
-            raise ValueError(f"attention_batches must be None or an int >= 1, got {b!r}.")
-        c = self.C
-        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not c > 0:
-            raise ValueError(f"C must be a float > 0, got {c!r}.")
-        if self.reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}.")
+        if layers is not None and (not layers or not all(isinstance(n, str) for n in layers)):
+            raise ValueError(
+                f"The 'layers' parameter of DELTA must be None or a non-empty list of module "
+                f"names. Got {layers!r} instead."
+            )
 
     # ------------------------------------------------------------- structure
     def attach(self, network: nn.Module) -> None:

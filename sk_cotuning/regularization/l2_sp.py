@@ -8,12 +8,12 @@ starting point) and ``w_head`` the new target head's parameters; tllib's
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 from torch import nn
 
+from sk_cotuning._validation import WEIGHT
 from sk_cotuning.regularization._base import LossTerm, Regularizer
 
 __all__ = ["L2SP", "head_l2", "starting_point_distance"]
@@ -37,12 +37,6 @@ def starting_point_distance(params: list[torch.Tensor], start: torch.Tensor) -> 
 def head_l2(head: nn.Module) -> torch.Tensor:
     """``0.5 * ||w||^2`` over a head's parameters (weight and bias), a scalar."""
     return sum(0.5 * p.float().pow(2).sum() for p in head.parameters())
-
-
-def _check_weight(name: str, value: Any) -> None:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not 0 <= value < float("inf")):
-        raise ValueError(f"{name} must be a finite float >= 0, got {value!r}.")
 
 
 class L2SP(Regularizer):
@@ -81,9 +75,7 @@ class L2SP(Regularizer):
         self.beta = beta
         self.register_buffer("start", torch.zeros(0))
 
-    def check(self) -> None:
-        _check_weight("alpha", self.alpha)
-        _check_weight("beta", self.beta)
+    _parameter_constraints = {"alpha": [WEIGHT], "beta": [WEIGHT]}
 
     def attach(self, network: nn.Module) -> None:
         super().attach(network)

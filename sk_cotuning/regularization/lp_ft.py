@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from sk_cotuning._validation import Interval
 from sk_cotuning.regularization._base import LossTerm, Regularizer
 from sk_cotuning.regularization._pretrained import linear_probe
 
@@ -49,13 +50,8 @@ class LPFT(Regularizer):
         self.C = C
         self.max_iter = max_iter
 
-    def check(self) -> None:
-        c = self.C
-        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not c > 0:
-            raise ValueError(f"C must be a float > 0, got {c!r}.")
-        m = self.max_iter
-        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
-            raise ValueError(f"max_iter must be an int >= 1, got {m!r}.")
+    _parameter_constraints = {"C": [Interval(numbers.Real, 0, None, closed="neither")],
+                              "max_iter": [Interval(numbers.Integral, 1, None, closed="left")]}
 
     def prepare(self, net: Any, dataset: torch.utils.data.Dataset) -> None:
         """Fit the probe on the pre-trained features and copy it into the target head."""

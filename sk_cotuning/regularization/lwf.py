@@ -12,14 +12,13 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sk_cotuning._validation import WEIGHT, Interval
 from sk_cotuning.regularization._base import LossTerm, Regularizer
 from sk_cotuning.regularization._pretrained import FrozenCopy, InputCapture
-from sk_cotuning.regularization.l2_sp import _check_weight
 
 __all__ = ["LWF", "distillation_loss"]
 
@@ -88,11 +87,8 @@ class LWF(Regularizer):
         self.T = T
         self.teacher: nn.Module | None = None
 
-    def check(self) -> None:
-        _check_weight("trade_off", self.trade_off)
-        t = self.T
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (np.isfinite(t) and t > 0):
-            raise ValueError(f"T must be a float > 0, got {t!r}.")
+    _parameter_constraints = {"trade_off": [WEIGHT],
+                              "T": [Interval(numbers.Real, 0, None, closed="neither")]}
 
     def attach(self, network: nn.Module) -> None:
         super().attach(network)

@@ -21,6 +21,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
 
+from sk_cotuning._validation import Interval
 from sk_cotuning.regularization._base import LossTerm, Regularizer
 from sk_cotuning.regularization._pretrained import cumulative_batchnorm
 
@@ -104,12 +105,8 @@ class StochNorm(Regularizer):
         self.reestimate = reestimate
         self.stochastic = True  # off while prepare() re-estimates the statistics
 
-    def check(self) -> None:
-        p = self.p
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
-            raise ValueError(f"p must be a probability in [0, 1], got {p!r}.")
-        if not isinstance(self.reestimate, bool):
-            raise ValueError(f"reestimate must be True or False, got {self.reestimate!r}.")
+    _parameter_constraints = {"p": [Interval(numbers.Real, 0, 1, closed="both")],
+                              "reestimate": ["boolean"]}
 
     def attach(self, network: nn.Module) -> None:
         super().attach(network)

@@ -26,13 +26,27 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from sklearn.model_selection import train_test_split
 
-from sk_cotuning.classifier import CoTuningClassifier
-from sk_cotuning.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, sample_rate_indices
-from sk_cotuning.demo import CO_TUNING, FINE_TUNING, comparison_lines, paired_summary, save_figure
-from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship, top_source_classes
+from sk_cotuning.co_tuning import CoTuningClassifier
+from sk_cotuning.datasets import (
+    FASHION_MNIST_CLASSES,
+    load_fashion_mnist,
+    resize_images,
+    sample_rate_indices,
+)
+from sk_cotuning.jobs.digits import (
+    CO_TUNING,
+    FINE_TUNING,
+    comparison_lines,
+    paired_summary,
+    save_figure,
+)
+from sk_cotuning.plotting import (
+    plot_paired_accuracy,
+    plot_relationship,
+    top_source_classes,
+)
 
 __all__ = ["FashionConfig", "format_fashion_report", "run_fashion"]
 
@@ -79,14 +93,6 @@ class FashionConfig:
     out: str = "cotuning-output"
 
 
-def _resize(X: np.ndarray, size: int) -> np.ndarray:
-    """uint8 ``(n, 28, 28)`` -> uint8 ``(n, 1, size, size)`` (bilinear, antialiased)."""
-    x = torch.as_tensor(X, dtype=torch.float32).unsqueeze(1)
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                        align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).numpy()
-
-
 def run_fashion(config: FashionConfig | None = None,
                 progress: Callable[[str], None] | None = print) -> dict:
     """Fit fine-tuning and Co-Tuning over paired seeds; save JSON and a figure.
@@ -104,7 +110,7 @@ def run_fashion(config: FashionConfig | None = None,
     if config.test_size < len(y_all):
         _, X_all, _, y_all = train_test_split(X_all, y_all, test_size=config.test_size,
                                               stratify=y_all, random_state=0)
-    X_test = _resize(X_all, config.size)
+    X_test = resize_images(X_all, config.size)
     most = int(np.bincount(y_pool).min())
     if not 1 <= config.per_class <= most:
         raise ValueError(
@@ -117,7 +123,7 @@ def run_fashion(config: FashionConfig | None = None,
     start = time.perf_counter()
     for seed in range(config.seeds):
         idx = sample_rate_indices(y_pool, rate, random_state=seed)
-        X_train, y_train = _resize(X_pool[idx], config.size), y_pool[idx]
+        X_train, y_train = resize_images(X_pool[idx], config.size), y_pool[idx]
         line = f"[seed {seed + 1}/{config.seeds}] {len(idx)} training images:"
         for name, method in ((FINE_TUNING, {"trade_off": 0.0}), (CO_TUNING, {})):
             clf = CoTuningClassifier("efficientnet_lite0", **method, lr=config.lr,

@@ -15,38 +15,33 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import (
-    Interval,
-    StrOptions,
-    validate_parameter_constraints,
-)
 from skorch import NeuralNetClassifier
 from skorch.utils import to_tensor
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sk_cotuning._device import AutoDeviceMixin, check_device
-from sk_cotuning._inputs import InputsMixin, check_fit_params, is_shape_error
 from sk_cotuning._labels import check_fit_targets
+from sk_cotuning._skorch import mark_for_validation, store
+from sk_cotuning._validation import Interval, StrOptions, validate_params
 from sk_cotuning.backbones import build_backbone
 from sk_cotuning.callbacks import default_callbacks
-from sk_cotuning.data import (
+from sk_cotuning.inputs.conversion import (
     check_paths,
     is_path_list,
 )
-from sk_cotuning.module import (
+from sk_cotuning.inputs.hooks import InputsMixin, check_fit_params
+from sk_cotuning.network import (
     FineTuningNetwork,
-    NetworkOutput,
     plain_name,
     target_probabilities,
     unwrap,
 )
 from sk_cotuning.regularization import REGULARIZERS, Regularizer, make_regularizer
+from sk_cotuning.runtime import AutoDeviceMixin, check_device, resolve_runtime, seeded
 
 __all__ = ["FineTuningClassifier"]
 
@@ -274,30 +269,25 @@ use_caching, torch_load_kwargs, **kwargs
         )
         # the network is built from `backbone`; skorch's module/dataset are unused
         del self.module, self.dataset
-        self.backbone = backbone
+        for name, value in (("backbone", backbone), ("regularizer", regularizer)):
+            store(self, name, value)  # may hold nn.Modules: parameters, not components
         self.weights = weights
         self.source_head = source_head
-        self.regularizer = regularizer
         self.backbone_lr_mult = backbone_lr_mult
         self.lr_schedule = lr_schedule
         self.max_grad_norm = max_grad_norm
-        self.train_transform = train_transform
-        self.eval_transform = eval_transform
+        store(self, "train_transform", train_transform)
+        store(self, "eval_transform", eval_transform)
         self.test_time_augmentation = test_time_augmentation
         self.amp = amp
         self.channels_last = channels_last
         self.convert_image_arrays = convert_image_arrays
         self.random_state = random_state
 
-    # These parameters may hold nn.Modules (a backbone, a regulariser, v2
-    # transforms): parameters, not components skorch should register.
+    #: Parameters that may hold nn.Modules (a backbone, a regulariser, v2
+    #: transforms): stored with :func:`~sk_cotuning._skorch.store`, never
+    #: registered as skorch components.
     _MODULE_PARAMS = ("backbone", "regularizer", "train_transform", "eval_transform")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._MODULE_PARAMS:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     # ---------------------------------------------------------------- sklearn
     def __sklearn_tags__(self):
@@ -331,9 +321,6 @@ use_caching, torch_load_kwargs, **kwargs
                 shown.append(f"{key}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
-    def __sklearn_is_fitted__(self) -> bool:
-        return bool(getattr(self, "initialized_", False))
-
     def _check_params(self) -> None:
         """Validate the parameters (declaratively, plus the regulariser's own)."""
         params = {name: getattr(self, name) for name in self._parameter_constraints}
@@ -346,10 +333,8 @@ use_caching, torch_load_kwargs, **kwargs
                 "AccelerateMixin) with Accelerator(mixed_precision='fp16'), or amp='bf16' "
                 "(no scaler needed)."
             )
-        validate_parameter_constraints(
-            self._parameter_constraints, params, caller_name=type(self).__name__
-        )
-        check_device(self.__dict__.get("_device_param", "auto"))
+        validate_params(self._parameter_constraints, params, type(self).__name__)
+        check_device(self.requested_device)
         self._make_regularizer()  # validates the spec and its parameters
 
     # ----------------------------------------------------------------- labels
@@ -381,23 +366,12 @@ use_caching, torch_load_kwargs, **kwargs
         device = self.device
         return str(torch.device(device)) if device is not None else "cpu"
 
-    def _resolve_runtime(self) -> None:
-        """The device and precision of this fit."""
-        self.device_ = self._runtime_device()
-        on_cuda = torch.device(self.device_).type == "cuda"
-        amp = self.amp
-        if amp is True or (isinstance(amp, str) and amp == "auto"):
-            amp = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else None
-        if getattr(self, "accelerator", None) is not None:
-            amp = None  # the Accelerator's mixed_precision decides (checked in _check_params)
-        self.amp_dtype_ = torch.bfloat16 if amp == "bf16" else None
-        use_cl = self.channels_last is True or (self.channels_last == "auto" and on_cuda)
-        self.channels_last_ = bool(use_cl)
-
     def initialize_module(self):
         """Build the backbone fresh, add the target head and the regulariser."""
         self._check_params()
-        self._resolve_runtime()
+        runtime = resolve_runtime(self._runtime_device(), self.amp, self.channels_last,
+                                  accelerated=getattr(self, "accelerator", None) is not None)
+        self.device_, self.amp_dtype_ = runtime.device, runtime.amp_dtype
         try:
             n_classes = len(self.classes_)
         except AttributeError:
@@ -417,29 +391,26 @@ use_caching, torch_load_kwargs, **kwargs
         needs = regularizer.needs if regularizer is not None else frozenset()
         if "source" in needs and not regularizer.trains_source_head:
             head.requires_grad_(False)  # read (gradients reach the backbone) but kept as is
-        module = FineTuningNetwork(backbone, n_classes, regularizer, "source" in needs)
-        self.channels_last_ = self.channels_last_ and backbone.convolutional
-        if self.channels_last_:
-            module = module.to(memory_format=torch.channels_last)
+        self.channels_last_ = runtime.channels_last and backbone.convolutional
+        module = FineTuningNetwork(backbone, n_classes, regularizer, "source" in needs,
+                                   channels_last=self.channels_last_, amp_dtype=self.amp_dtype_)
         if self.device is None:  # skorch leaves the network where it is
             self.device_ = str(next(module.parameters()).device)
         self.module_ = module
         return self
 
-    def get_all_learnable_params(self):
-        """skorch's parameters, less the source head when nothing trains it."""
-        uses_source = unwrap(self.module_).use_source_head
-        for name, param in super().get_all_learnable_params():
-            if not param.requires_grad:
-                continue
-            if not uses_source and plain_name(name).startswith("source_head."):
-                continue
-            yield name, param
-
     def initialize_optimizer(self, triggered_directly=None):
         """Two groups: backbone + source head at ``lr * backbone_lr_mult``; the target
-        head and a regulariser's parameters at ``lr`` (unless ``optimizer__param_groups``)."""
-        named = list(self.get_all_learnable_params())
+        head and a regulariser's parameters at ``lr`` (unless ``optimizer__param_groups``).
+
+        Frozen parameters, and the source head when nothing uses it, are left
+        out of the optimiser (they never change, so weight decay must not
+        shrink them).
+        """
+        uses_source = unwrap(self.module_).use_source_head
+        named = [(name, param) for name, param in self.get_all_learnable_params()
+                 if param.requires_grad
+                 and (uses_source or not plain_name(name).startswith("source_head."))]
         args, kwargs = self.get_params_for_optimizer("optimizer", named)
         if self.optimizer is torch.optim.SGD:
             defaults = dict(_SGD_DEFAULTS)
@@ -465,31 +436,6 @@ use_caching, torch_load_kwargs, **kwargs
                                  self.max_grad_norm)
 
     # ---------------------------------------------------------- training step
-    def infer(self, x: Any, **fit_params: Any) -> NetworkOutput:
-        """Forward pass on the device, channels-last and autocast as configured."""
-        x = to_tensor(x, device=self.device)
-        if self.channels_last_ and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        try:
-            if self.amp_dtype_ is None:
-                return self.module_(x, **fit_params)
-            with torch.autocast(torch.device(self.device_).type, dtype=self.amp_dtype_):
-                return self.module_(x, **fit_params)
-        except (RuntimeError, AssertionError) as exc:
-            if not is_shape_error(exc):
-                raise
-            size = getattr(self.preprocessing_, "crop_size", None)
-            needs = (f" This backbone was built for {size}x{size} px inputs: resize array "
-                     f"inputs to that size (image files are resized for you by its "
-                     f"preprocessing)." if size and isinstance(exc, AssertionError) else "")
-            raise ValueError(
-                f"The network could not process a batch of shape {tuple(x.shape)} "
-                f"({str(exc).splitlines()[0]}).{needs} Check that X has the layout and size "
-                f"the backbone takes; for your own network, images reach it as float32 "
-                f"(n, C, H, W) in [0, 1] (convert_image_arrays=False passes arrays "
-                f"unchanged)."
-            ) from exc
-
     def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False):
         """The training loss: the target criterion plus the regulariser's weighted terms.
 
@@ -536,19 +482,6 @@ use_caching, torch_load_kwargs, **kwargs
         return loss
 
     # ------------------------------------------------------------- public API
-    @contextmanager
-    def _seeded(self) -> Iterator[None]:
-        """Run the body under a forked torch RNG seeded from ``random_state``."""
-        rs = self.random_state
-        if rs is None:
-            yield
-            return
-        seed = int(rs) if isinstance(rs, numbers.Integral) else int(rs.randint(0, 2**31 - 1))
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
     def fit(self, X: Any, y: Any, **fit_params: Any) -> "FineTuningClassifier":
         """Build the network, prepare the regulariser on (X, y) and fine-tune.
 
@@ -576,7 +509,7 @@ use_caching, torch_load_kwargs, **kwargs
         if is_path_list(X):
             check_paths(X)  # a missing file is reported before the network is built
         self._warn_if_few_steps(X)
-        with self._seeded():
+        with seeded(self.random_state):
             return super().fit(X, y, **fit_params)
 
     #: A whole fit with fewer optimiser steps than this gets a warning.
@@ -645,7 +578,13 @@ use_caching, torch_load_kwargs, **kwargs
             )
 
     def load_params(self, *args: Any, **kwargs: Any) -> None:
-        """skorch's ``load_params``, with an error that says what does not match."""
+        """skorch's ``load_params``, with an error that says what does not match.
+
+        ``device="auto"`` stays the parameter: skorch (1.2-1.4) replaces
+        ``net.device`` with the map location it chose, which for ``"auto"`` is
+        what ``"auto"`` resolves to anyway.
+        """
+        requested = self.requested_device
         try:
             super().load_params(*args, **kwargs)
         except RuntimeError as exc:
@@ -657,6 +596,9 @@ use_caching, torch_load_kwargs, **kwargs
                 f"backbone. Build the estimator with the same backbone and classes= "
                 f"(here {len(self.classes_)} classes) as the one that was saved."
             ) from None
+        finally:
+            if isinstance(requested, str) and requested == "auto":
+                self.device = requested
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels, values of ``classes_``.
@@ -673,6 +615,10 @@ use_caching, torch_load_kwargs, **kwargs
         codes = self.predict_proba(X).argmax(axis=1)
         return self.classes_[codes]
 
+    def _route_params(self, params: dict) -> dict:
+        """Handle the parameters a subclass owns; return the rest for ``set_params``."""
+        return params
+
     def set_params(self, **kwargs: Any) -> "FineTuningClassifier":
         """skorch's ``set_params``, plus what skorch 1.4 cannot do on a fitted net.
 
@@ -685,28 +631,34 @@ use_caching, torch_load_kwargs, **kwargs
         ``iterator_train__*``/``iterator_valid__*`` apply from the next
         DataLoader on (skorch raises for them).
         """
+        kwargs = self._route_params(dict(kwargs))
+        if not kwargs:
+            return self
+        for key in [k for k in self._MODULE_PARAMS if k in kwargs]:
+            # may hold nn.Modules; "regularizer" on a fitted net: like skorch's
+            # module, the next fit builds it
+            store(self, key, kwargs.pop(key))
         if not getattr(self, "initialized_", False):
             if "callbacks" in kwargs:
                 # skorch initialises callbacks inside set_params; an invalid value
                 # must fail in fit, as other parameters do (sklearn's
                 # check_do_not_raise_errors_in_init_or_set_params)
-                object.__setattr__(self, "callbacks", kwargs.pop("callbacks"))
+                store(self, "callbacks", kwargs.pop("callbacks"))
             return super().set_params(**kwargs) if kwargs else self
-        for key in [k for k in kwargs if k.startswith(("iterator_train__", "iterator_valid__"))]:
-            object.__setattr__(self, key, kwargs.pop(key))
-            self._params_to_validate.add(key)
-        if "regularizer" in kwargs:  # like skorch's module: the next fit builds it
-            self.regularizer = kwargs.pop("regularizer")
-        nested = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith("regularizer__")}
-        for key, value in nested.items():
-            object.__setattr__(self, key, value)
-            self._params_to_validate.add(key)
+        # on a fitted net, skorch would re-initialise (or raise) for these: apply them here
+        applied = {k: kwargs.pop(k) for k in list(kwargs)
+                   if k.startswith(("iterator_train__", "iterator_valid__", "regularizer__"))
+                   or k in ("lr", "backbone_lr_mult")}
+        for key, value in applied.items():
+            store(self, key, value)
+            if "__" in key:
+                mark_for_validation(self, key)
+        nested = {k[len("regularizer__"):]: v for k, v in applied.items()
+                  if k.startswith("regularizer__")}
         if nested and self.regularizer_ is not None:
-            self.regularizer_.set_params(**{k[len("regularizer__"):]: v for k, v in nested.items()})
-        lr_keys = {k: kwargs.pop(k) for k in ("lr", "backbone_lr_mult") if k in kwargs}
-        for key, value in lr_keys.items():
-            object.__setattr__(self, key, value)
-        if lr_keys and "param_groups" not in self.get_params_for("optimizer"):
+            self.regularizer_.set_params(**nested)
+        if ({"lr", "backbone_lr_mult"} & set(applied)
+                and "param_groups" not in self.get_params_for("optimizer")):
             body, head = self.optimizer_.param_groups[:2]
             body["lr"], head["lr"] = self.lr * self.backbone_lr_mult, self.lr
         return super().set_params(**kwargs) if kwargs else self

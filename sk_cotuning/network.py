@@ -1,4 +1,9 @@
-"""The fine-tuning network: raw batch -> (target logits, source logits, features)."""
+"""The fine-tuning network: raw batch -> (target logits, source logits, features).
+
+It normalises raw batches on the device, applies the fit's memory layout and
+autocast, and turns a layer's shape error into a ``ValueError`` that says
+which input the backbone takes.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,23 @@ __all__ = [
 ]
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / accelerate, torch.compile
+
+
+_SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and mat2")
+
+
+def is_shape_error(exc: Exception) -> bool:
+    """An error from a layer that got an input of the wrong shape (not OOM etc.).
+
+    A ``RuntimeError`` from torch, or the ``AssertionError`` timm's fixed-size
+    models (ViT's patch embedding) raise for another input size.
+    """
+    text = str(exc)
+    if isinstance(exc, AssertionError):
+        return "match model" in text or "Input height" in text or "Input width" in text
+    if any(k in text for k in ("out of memory", "device", "CUDA", "cuDNN")):
+        return False  # resource and placement errors pass through unchanged
+    return any(k in text for k in _SHAPE_ERRORS)
 
 
 class InputNormalization(nn.Module):
@@ -126,9 +148,15 @@ class FineTuningNetwork(nn.Module):
         n_classes: int,
         regularizer: nn.Module | None = None,
         use_source_head: bool = False,
+        *,
+        channels_last: bool = False,
+        amp_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         pre = backbone.preprocessing
+        self.input_size = getattr(pre, "crop_size", None)
+        self.channels_last = channels_last
+        self.amp_dtype = amp_dtype
         self.normalize = InputNormalization(pre) if pre is not None else ToFloat()
         self.features = backbone.features
         self.source_head = backbone.source_head
@@ -137,6 +165,8 @@ class FineTuningNetwork(nn.Module):
         self.use_source_head = use_source_head
         if regularizer is not None and hasattr(regularizer, "attach"):
             regularizer.attach(self)  # e.g. a frozen pre-trained copy, forward hooks
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @property
     def n_source(self) -> int:
@@ -151,6 +181,30 @@ class FineTuningNetwork(nn.Module):
         return torch.flatten(f, 1) if f.ndim > 2 else f
 
     def forward(self, x: torch.Tensor) -> NetworkOutput:
+        """The outputs for a raw batch, in the fit's memory layout and precision."""
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            if self.amp_dtype is None:
+                return self._outputs(x)
+            with torch.autocast(x.device.type, dtype=self.amp_dtype):
+                return self._outputs(x)
+        except (RuntimeError, AssertionError) as exc:
+            if not is_shape_error(exc):
+                raise
+            size = self.input_size
+            needs = (f" This backbone was built for {size}x{size} px inputs: resize array "
+                     f"inputs to that size (image files are resized for you by its "
+                     f"preprocessing)." if size and isinstance(exc, AssertionError) else "")
+            raise ValueError(
+                f"The network could not process a batch of shape {tuple(x.shape)} "
+                f"({str(exc).splitlines()[0]}).{needs} Check that X has the layout and size "
+                f"the backbone takes; for your own network, images reach it as float32 "
+                f"(n, C, H, W) in [0, 1] (convert_image_arrays=False passes arrays "
+                f"unchanged)."
+            ) from exc
+
+    def _outputs(self, x: torch.Tensor) -> NetworkOutput:
         f = self.embed(x)
         target = self.target_head(f)
         source = self.source_head(f) if self.use_source_head else f.new_empty((f.shape[0], 0))

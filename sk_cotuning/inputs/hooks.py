@@ -1,4 +1,4 @@
-"""How the fine-tuning estimators turn inputs into batches, through skorch's hooks.
+"""The skorch hooks through which the fine-tuning estimators turn inputs into batches.
 
 ``get_dataset`` makes the raw-sample dataset (arrays, image files, a
 ``SliceDataset``; labels encoded through ``classes_``), ``get_iterator``
@@ -19,28 +19,17 @@ from skorch.dataset import unpack_data
 from torch.utils.data import Dataset
 
 from sk_cotuning._labels import encode_labels
-from sk_cotuning.data import ArrayDataset, TransformedDataset, dataset_kind, make_dataset
-from sk_cotuning.module import NetworkOutput
-from sk_cotuning.transforms import TestTimeViews, default_transforms
+from sk_cotuning._skorch import predict_nonlinearity, temporary_attribute
+from sk_cotuning.inputs.conversion import (
+    ArrayDataset,
+    TransformedDataset,
+    dataset_kind,
+    make_dataset,
+)
+from sk_cotuning.inputs.transforms import TestTimeViews, default_transforms
+from sk_cotuning.network import NetworkOutput
 
-__all__ = ["InputsMixin", "check_fit_params", "is_shape_error"]
-
-
-_SHAPE_ERRORS = ("shape", "size", "channels", "Expected", "dimension", "mat1 and mat2")
-
-
-def is_shape_error(exc: Exception) -> bool:
-    """An error from a layer that got an input of the wrong shape (not OOM etc.).
-
-    A ``RuntimeError`` from torch, or the ``AssertionError`` timm's fixed-size
-    models (ViT's patch embedding) raise for another input size.
-    """
-    text = str(exc)
-    if isinstance(exc, AssertionError):
-        return "match model" in text or "Input height" in text or "Input width" in text
-    if any(k in text for k in ("out of memory", "device", "CUDA", "cuDNN")):
-        return False  # resource and placement errors pass through unchanged
-    return any(k in text for k in _SHAPE_ERRORS)
+__all__ = ["InputsMixin", "check_fit_params"]
 
 
 def check_fit_params(fit_params: dict) -> None:
@@ -91,22 +80,6 @@ class InputsMixin:
             dataset.y = torch.as_tensor(encode_labels(y, self.classes_, len(dataset)))
         return dataset
 
-    def get_split_datasets(self, X: Any, y: Any = None, **fit_params: Any):
-        """skorch's split, with a validation set given as arrays converted like X.
-
-        ``train_split=predefined_split(skorch.dataset.Dataset(X_valid, y_valid))``
-        (skorch's documented way to pass a validation set) hands over raw
-        arrays and labels; they become a dataset of this estimator, as the
-        training data did: the same image-array conversion, and labels encoded
-        through ``classes_`` (so pass them as they were given to ``fit``).
-        """
-        dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
-        if isinstance(dataset_valid, SkorchDataset) and dataset_kind(dataset_valid) is None:
-            valid_y = dataset_valid.y
-            dataset_valid = self.get_dataset(dataset_valid.X,
-                                             None if valid_y is None else np.asarray(valid_y))
-        return dataset_train, dataset_valid
-
     def _transform(self, dataset: Dataset, training: bool) -> Any:
         """The train or eval transform for this dataset's kind of samples."""
         kind = dataset_kind(dataset)
@@ -121,11 +94,19 @@ class InputsMixin:
     def get_iterator(self, dataset: Dataset, training: bool = False) -> Any:
         """skorch's DataLoader, over the dataset with the train or eval transform.
 
+        A validation set given the way skorch documents it,
+        ``train_split=predefined_split(skorch.dataset.Dataset(X_valid, y_valid))``,
+        holds raw arrays and labels: it becomes a dataset of this estimator,
+        as the training data did (the same image-array conversion; labels
+        encoded through ``classes_``, so pass them as they were given to ``fit``).
+
         A training epoch whose last batch would hold one sample drops it
         (``drop_last``) when the network has BatchNorm, which cannot train on
         a batch of one; the order is reshuffled every epoch, so every sample
         still trains.
         """
+        if isinstance(dataset, SkorchDataset) and dataset_kind(dataset) is None:
+            dataset = self.get_dataset(dataset.X, None if dataset.y is None else np.asarray(dataset.y))
         transform = self._transform(dataset, training)
         if transform is not None:
             dataset = TransformedDataset(dataset, transform)
@@ -137,11 +118,8 @@ class InputsMixin:
         )
         if not single_last:
             return super().get_iterator(dataset, training=training)
-        self.__dict__["iterator_train__drop_last"] = True  # read by skorch's get_iterator
-        try:
+        with temporary_attribute(self, "iterator_train__drop_last", True):
             return super().get_iterator(dataset, training=training)
-        finally:
-            del self.__dict__["iterator_train__drop_last"]
 
     def _has_batchnorm(self) -> bool:
         return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
@@ -178,7 +156,7 @@ class InputsMixin:
             self.preprocessing_, default_eval=self.eval_transform is None,
         )
         loader = super().get_iterator(TransformedDataset(dataset, views), training=False)
-        nonlin = self._get_predict_nonlinearity()
+        nonlin = predict_nonlinearity(self)
         probas = []
         for Xi, _ in loader:  # (n, views, C, H, W): the mean probability over views
             n, v = Xi.shape[:2]

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sk_cotuning.backbones import Preprocessing
-from sk_cotuning.data import dataset_kind
+from sk_cotuning.inputs.conversion import dataset_kind
 
 __all__ = ["TestTimeViews", "default_transforms"]
 

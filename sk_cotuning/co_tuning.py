@@ -5,9 +5,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-
-from sk_cotuning.net import FineTuningClassifier
+from sk_cotuning._validation import HasMethods, Interval, StrOptions
+from sk_cotuning.fine_tuning import FineTuningClassifier
 from sk_cotuning.regularization import CoTuning
 from sk_cotuning.regularization.co_tuning import (
     DEFAULT_SOFT_TARGET_TEMPERATURE,
@@ -150,8 +149,8 @@ class CoTuningClassifier(FineTuningClassifier):
         """LEEP score of the source model on the training split."""
         return getattr(self.regularizer_, "leep_", None)
 
-    def set_params(self, **kwargs: Any) -> "CoTuningClassifier":
-        """Set parameters; ``relationship__<param>`` goes to the ``relationship``.
+    def _route_params(self, params: dict) -> dict:
+        """``set_params``: ``relationship__<param>`` goes to the ``relationship``.
 
         ``relationship`` is created as ``CategoryRelationship()`` when it is
         ``None`` (the default, made explicit to be tuned), so grid searches
@@ -160,22 +159,22 @@ class CoTuningClassifier(FineTuningClassifier):
         on (``"auto"`` is fitted by the next ``fit``); a ``trade_off`` on a
         net built with ``trade_off=0`` (no regulariser) needs a new ``fit``.
         """
-        _reject_regularizer_params(kwargs, error=ValueError)
+        _reject_regularizer_params(params, error=ValueError)
         nested = {
-            key[len("relationship__"):]: kwargs.pop(key)
-            for key in list(kwargs)
+            key[len("relationship__"):]: params.pop(key)
+            for key in list(params)
             if key.startswith("relationship__")
         }
-        if "relationship" in kwargs:
-            self.relationship = kwargs.pop("relationship")
+        if "relationship" in params:
+            self.relationship = params.pop("relationship")
         if nested:
             if self.relationship is None:
                 self.relationship = CategoryRelationship()
             self.relationship.set_params(**nested)
-        live = {key: kwargs.pop(key) for key in ("trade_off", "soft_target_temperature")
-                if key in kwargs}
+        live = {key: params.pop(key) for key in ("trade_off", "soft_target_temperature")
+                if key in params}
         for key, value in live.items():
             setattr(self, key, value)
         if live and getattr(self, "initialized_", False) and self.regularizer_ is not None:
             self.regularizer_.set_params(**live)  # from the next step (see CoTuning.set_params)
-        return super().set_params(**kwargs) if kwargs else self
+        return super()._route_params(params)

@@ -19,9 +19,13 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from sk_cotuning.classifier import CoTuningClassifier
+from sk_cotuning.co_tuning import CoTuningClassifier
 from sk_cotuning.datasets import CHARACTERS, sample_rate_indices
-from sk_cotuning.plotting import plot_paired_accuracy, plot_relationship, top_source_classes
+from sk_cotuning.plotting import (
+    plot_paired_accuracy,
+    plot_relationship,
+    top_source_classes,
+)
 
 __all__ = [
     "DemoConfig",

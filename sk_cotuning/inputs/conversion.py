@@ -1,4 +1,4 @@
-"""Inputs -> torch Datasets of raw samples, and the default transforms.
+"""Inputs of any kind -> torch Datasets of raw samples, with the checks on scale, shape and files.
 
 Three kinds of input:
 
@@ -13,7 +13,7 @@ Three kinds of input:
 - **datasets**: skorch's ``SliceDataset`` over a torch ``Dataset`` whose
   samples are PIL images or unnormalised image tensors.
 
-Datasets here yield raw samples; :func:`sk_cotuning.transforms.default_transforms`
+Datasets here yield raw samples; :func:`sk_cotuning.inputs.transforms.default_transforms`
 gives the per-kind train/eval transforms that the classifier applies on top (the
 train one only to training batches).  Transforms must not normalise: they
 end in uint8 or ``[0, 1]`` float tensors, and the network normalises.

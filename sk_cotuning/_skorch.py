@@ -1,0 +1,109 @@
+"""The skorch internals sk-cotuning relies on, in one place.
+
+Supported: skorch >= 1.2, < 2 (``pyproject.toml``; CI runs
+``tests/test_skorch_compat.py`` on the oldest, 1.2.0, and on the newest
+installed).  Everything here works around one skorch behaviour, named in its
+docstring, and has a test in ``tests/test_skorch_compat.py`` that fails if
+skorch changes it.  The estimators use skorch's documented hooks
+(``initialize_module``, ``get_loss``, ``get_dataset``, ``get_iterator``,
+``check_data``, callbacks) for everything else.
+
+The package writes attributes past ``__setattr__`` only here: :func:`store`
+and :func:`store_raw` are its two such writes.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+__all__ = [
+    "SKORCH_REQUIREMENT",
+    "criteria",
+    "mark_for_validation",
+    "predict_nonlinearity",
+    "store",
+    "store_raw",
+    "temporary_attribute",
+]
+
+#: The skorch versions the package supports (also in ``pyproject.toml``).
+SKORCH_REQUIREMENT = "skorch>=1.2,<2"
+
+
+def store(net: Any, name: str, value: Any) -> None:
+    """Set ``net.<name>`` without skorch's component registration.
+
+    skorch's ``NeuralNet.__setattr__`` (since 0.10, skorch PR 597; still in
+    1.4) registers any ``nn.Module`` or optimizer assigned to an
+    initialised-or-constructed net as a new *component*: it would be built,
+    trained, moved and saved alongside ``module_``.  A backbone instance, a
+    ``Regularizer`` or a v2 transform given as a parameter is a parameter,
+    not a component; and a parameter that the estimator applies to a fitted
+    net itself (``lr``, ``regularizer__*``, ``iterator_*__*``) must not go
+    through skorch's ``set_params``, which re-initialises or raises for them.
+    """
+    object.__setattr__(net, name, value)
+
+
+def store_raw(obj: Any, name: str, value: Any) -> None:
+    """Write ``obj.__dict__[name]`` past a data descriptor of the same name.
+
+    The ``device`` parameter is a property (skorch reads ``net.device`` as
+    its working device; the property resolves ``"auto"``), while the value
+    the user set lives in the instance dictionary under the same name, where
+    skorch's ``_get_param_names`` (the keys of ``__dict__``), pickling and
+    ``clone`` find it.
+    """
+    vars(obj)[name] = value
+
+
+@contextmanager
+def temporary_attribute(net: Any, name: str, value: Any) -> Iterator[None]:
+    """Set ``net.<name>`` for the duration of the block (it must be unset before).
+
+    skorch's ``get_iterator`` (1.2-1.4) reads DataLoader arguments only from
+    the ``iterator_train__*`` attributes; a one-off argument (``drop_last``
+    for one epoch's batches) is set around the call.
+    """
+    store(net, name, value)
+    try:
+        yield
+    finally:
+        object.__delattr__(net, name)
+
+
+def mark_for_validation(net: Any, key: str) -> None:
+    """Add a prefixed key to the ones skorch validates at ``initialize``.
+
+    skorch's ``set_params`` records ``<prefix>__<name>`` keys in the private
+    set ``_params_to_validate`` (1.2-1.4); keys the estimator stores itself
+    (see :func:`store`) are added alike, so a typo is still reported.
+    """
+    net._params_to_validate.add(key)
+
+
+def predict_nonlinearity(net: Any) -> Callable:
+    """The callable skorch applies to the first output in ``predict_proba``.
+
+    skorch resolves ``predict_nonlinearity="auto"`` in the private
+    ``_get_predict_nonlinearity`` (1.2-1.4); test-time augmentation averages
+    the probabilities of several views, so it applies the same callable.
+    """
+    return net._get_predict_nonlinearity()
+
+
+@contextmanager
+def criteria(net: Any, names: list[str]) -> Iterator[None]:
+    """Let skorch see only ``names`` as the net's criteria inside the block.
+
+    ``AccelerateMixin._initialize_accelerator`` (skorch 1.2-1.4) passes every
+    criterion in the private list ``_criteria`` to ``accelerator.prepare``,
+    which rejects a module without trainable parameters under DDP.
+    """
+    kept = net._criteria
+    store(net, "_criteria", names)
+    try:
+        yield
+    finally:
+        store(net, "_criteria", kept)

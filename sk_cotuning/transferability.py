@@ -1,0 +1,221 @@
+"""Transferability scores: how well a pre-trained model suits a target task, before training.
+
+Plain functions on a model's outputs over the target training data and the
+target labels, higher is better, in the idiom of :func:`leep_score` (which
+lives with the relationship it is computed from, and is re-exported here):
+
+- :func:`logme_score` (You et al., ICML 2021): the log marginal likelihood of
+  the labels under a Bayesian linear model on the *features*, its prior and
+  noise precisions set by evidence maximisation, averaged over classes and
+  samples;
+- :func:`h_score` (Bao et al., ICIP 2019): how much of the features'
+  variance lies between the class means, ``tr(cov(f)^-1 cov(E[f | y]))``;
+- :func:`nce_score` (Tran et al., ICCV 2019): the negative conditional
+  entropy ``-H(Y | Z)`` of the target label given the source model's
+  predicted class;
+- :func:`leep_score` (Nguyen et al., ICML 2020): the log-likelihood of the
+  target labels under the source model's *probabilities* mapped through the
+  empirical ``p(y | z)``.
+
+numpy and scipy only (no torch); :func:`sk_cotuning.ranking.rank_backbones`
+runs candidate models and scores them with these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sk_cotuning.relationship import leep_score
+
+__all__ = ["h_score", "leep_score", "logme_score", "nce_score"]
+
+
+def _check_labels(y: Any, n: int, name: str) -> tuple[np.ndarray, int]:
+    """Label indices ``0..K-1`` for ``y`` (any labels), and K >= 2."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(
+            f"{name}: y must be 1-D with one label per sample ({n}); got shape {y.shape}."
+        )
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"{name}: y has {len(classes)} class; a transferability score compares how well "
+            f"a model separates classes, so it needs at least 2."
+        )
+    return codes, len(classes)
+
+
+def _check_matrix(X: Any, name: str, what: str) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
+        raise ValueError(
+            f"{name}: {what} must be a 2-D array (n_samples >= 2, n_columns >= 1); got "
+            f"shape {X.shape}."
+        )
+    if not np.isfinite(X).all():
+        raise ValueError(
+            f"{name}: {what} contain NaN or infinity ({int((~np.isfinite(X)).sum())} "
+            f"values): the model diverged or its inputs were not finite. Score finite outputs."
+        )
+    return X
+
+
+def logme_score(features: Any, y: Any, *, max_iter: int = 100, tol: float = 1e-6) -> float:
+    """LogME: the maximum log evidence of the labels given the features.
+
+    For each class ``k`` the one-hot column ``y_k`` is modelled as
+    ``y_k = F w + e`` with prior ``w ~ N(0, I / alpha)`` and noise
+    ``e ~ N(0, I / beta)``; ``alpha`` and ``beta`` maximise the evidence
+    ``log p(y_k | F, alpha, beta)`` (MacKay's fixed point, computed from one
+    SVD of ``F``).  The score is that maximum, divided by ``n_samples`` and
+    averaged over classes (You et al., "LogME: Practical Assessment of
+    Pre-trained Models for Transfer Learning", ICML 2021).
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        A model's penultimate features on the target training data.
+    y : array-like of shape (n_samples,)
+        Target labels (at least two classes).
+    max_iter : int, default=100
+        Fixed-point iterations per class (it typically converges in < 10).
+    tol : float, default=1e-6
+        Stop when ``alpha`` and ``beta`` change by less than this, relatively.
+
+    Returns
+    -------
+    score : float
+        Mean log evidence per sample; higher means more transferable.
+        Comparable across models on the same target data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 50)
+    >>> good = y[:, None] + 0.1 * rng.normal(size=(100, 4))
+    >>> bad = rng.normal(size=(100, 4))
+    >>> bool(logme_score(good, y) > logme_score(bad, y))
+    True
+    """
+    F = _check_matrix(features, "logme_score", "features")
+    codes, n_classes = _check_labels(y, len(F), "logme_score")
+    n, d = F.shape
+    u, s, _ = np.linalg.svd(F, full_matrices=False)
+    sigma = s**2  # eigenvalues of F^T F (the nonzero ones, and zeros up to min(n, d))
+    total = 0.0
+    for k in range(n_classes):
+        target = (codes == k).astype(np.float64)
+        z = u.T @ target  # the labels in the basis of F's left singular vectors
+        outside = max(float(target @ target - z @ z), 0.0)  # |y|^2 outside F's column space
+        alpha, beta = 1.0, 1.0
+        for _ in range(max_iter):
+            denom = alpha + beta * sigma
+            gamma = float(np.sum(beta * sigma / denom))
+            m2 = float(np.sum((beta * s * z / denom) ** 2))  # |m|^2, m the posterior mean
+            residual = float(np.sum((alpha * z / denom) ** 2)) + outside  # |F m - y|^2
+            new_alpha = gamma / max(m2, 1e-300)
+            new_beta = (n - gamma) / max(residual, 1e-300)
+            done = (abs(new_alpha - alpha) <= tol * alpha and abs(new_beta - beta) <= tol * beta)
+            alpha, beta = new_alpha, new_beta
+            if done:
+                break
+        denom = alpha + beta * sigma
+        m2 = float(np.sum((beta * s * z / denom) ** 2))
+        residual = float(np.sum((alpha * z / denom) ** 2)) + outside
+        log_det = float(np.sum(np.log(denom))) + (d - len(sigma)) * np.log(alpha)
+        evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
+                    - beta * residual - alpha * m2 - log_det) / 2
+        total += evidence / n
+    return float(total / n_classes)
+
+
+def h_score(features: Any, y: Any) -> float:
+    """H-score: the share of the features' variance that separates the classes.
+
+    ``tr(pinv(cov(f)) @ cov(g))`` with ``g`` each sample's class-mean feature
+    (Bao et al., "An Information-Theoretic Approach to Transferability in Task
+    Transfer Learning", ICIP 2019).  It lies in ``[0, min(n_features,
+    n_classes - 1)]``.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        A model's penultimate features on the target training data.
+    y : array-like of shape (n_samples,)
+        Target labels (at least two classes).
+
+    Returns
+    -------
+    score : float
+        Higher means more transferable.
+
+    Notes
+    -----
+    With many features and few samples ``cov(f)`` is singular and its
+    pseudo-inverse makes the score large for any model; compare models on
+    the same data, and prefer :func:`logme_score` when ``n_features``
+    approaches ``n_samples``.
+    """
+    F = _check_matrix(features, "h_score", "features")
+    codes, n_classes = _check_labels(y, len(F), "h_score")
+    means = np.stack([F[codes == k].mean(axis=0) for k in range(n_classes)])
+    G = means[codes]
+    cov_f = np.atleast_2d(np.cov(F, rowvar=False))
+    cov_g = np.atleast_2d(np.cov(G, rowvar=False))
+    return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15, hermitian=True) @ cov_g))
+
+
+def nce_score(source_outputs: Any, y: Any, *, input: str = "logits") -> float:  # noqa: A002
+    """NCE: the negative conditional entropy of the target label given the source class.
+
+    ``-H(Y | Z) = sum_{z, y} P(z, y) log P(y | z)``, with ``Z`` the source
+    model's predicted class (the argmax of its outputs) and the empirical
+    joint distribution over the target data (Tran et al., "Transferability
+    and Hardness of Supervised Classification Tasks", ICCV 2019).
+
+    Parameters
+    ----------
+    source_outputs : array-like of shape (n_samples, n_source) or (n_samples,)
+        The source model's outputs on the target data, or its predicted
+        source classes (integers).
+    y : array-like of shape (n_samples,)
+        Target labels (at least two classes).
+    input : {"logits", "proba", "labels"}, default="logits"
+        What ``source_outputs`` holds; logits and probabilities are reduced
+        to their argmax.
+
+    Returns
+    -------
+    score : float
+        At most 0; 0 when the source class determines the target label.
+
+    Examples
+    --------
+    >>> round(nce_score([0, 0, 1, 1], ["a", "a", "b", "b"], input="labels"), 6)
+    0.0
+    """
+    if input not in ("logits", "proba", "labels"):
+        raise ValueError(
+            f"nce_score: input must be 'logits', 'proba' or 'labels'; got {input!r}."
+        )
+    if input == "labels":
+        z = np.asarray(source_outputs)
+        if z.ndim != 1:
+            raise ValueError(f"nce_score: with input='labels', source_outputs must be 1-D; "
+                             f"got shape {z.shape}.")
+    else:
+        z = _check_matrix(source_outputs, "nce_score", "source_outputs").argmax(axis=1)
+    codes, n_classes = _check_labels(y, len(z), "nce_score")
+    _, z_codes = np.unique(z, return_inverse=True)
+    joint = np.zeros((z_codes.max() + 1, n_classes))
+    np.add.at(joint, (z_codes, codes), 1.0)
+    joint /= joint.sum()
+    p_z = joint.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(joint > 0, joint * np.log(joint / p_z), 0.0)
+    return float(terms.sum())
+

@@ -1,0 +1,103 @@
+"""One test per skorch behaviour that ``sk_cotuning/_skorch.py`` works around.
+
+Each first shows the skorch behaviour itself (so the test fails if a skorch
+release changes it, and the workaround can go), then that the estimator
+copes.  CI runs this file on the newest skorch installed and on the oldest
+supported (``scripts/test.sh``).
+"""
+
+import numpy as np
+import pytest
+import skorch
+import torch
+from packaging.requirements import Requirement
+from skorch.exceptions import SkorchAttributeError
+from torch import nn
+
+from sk_cotuning import CoTuningClassifier, FineTuningClassifier
+from sk_cotuning._skorch import (
+    SKORCH_REQUIREMENT,
+    criteria,
+    mark_for_validation,
+    predict_nonlinearity,
+    store,
+    temporary_attribute,
+)
+from sk_cotuning.network import target_probabilities
+
+FAST = dict(max_epochs=3, batch_size=16, lr=0.05, verbose=0, random_state=0)
+
+
+def plain_net():
+    return skorch.NeuralNetClassifier(nn.Linear(2, 2), max_epochs=1, verbose=0)
+
+
+def test_the_installed_skorch_is_a_supported_one():
+    requirement = Requirement(SKORCH_REQUIREMENT)
+    assert requirement.specifier.contains(skorch.__version__), skorch.__version__
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert SKORCH_REQUIREMENT in project["project"]["dependencies"]
+
+
+def test_skorch_registers_modules_set_as_attributes_and_store_does_not(tiny_backbone, image_data):
+    net = plain_net()
+    with pytest.raises(SkorchAttributeError, match="outside of an initialize method"):
+        net.backbone = nn.Linear(2, 2)  # skorch's __setattr__ takes it for a component
+    store(net, "backbone", nn.Linear(2, 2))
+    assert "backbone" not in net._modules
+    # so a module-valued parameter can be set on the estimator, before and after fit
+    X, y = image_data
+    clf = CoTuningClassifier(tiny_backbone, **FAST)
+    clf.set_params(backbone=tiny_backbone, train_transform=nn.Identity())
+    clf.fit(X, y)
+    clf.set_params(backbone=tiny_backbone)
+    assert clf.get_params()["backbone"] is tiny_backbone and clf._modules == ["module"]
+
+
+def test_device_is_resolved_for_skorch_and_read_back_as_set(tiny_backbone, image_data):
+    X, y = image_data
+    clf = CoTuningClassifier(tiny_backbone, **FAST)
+    assert clf.get_params()["device"] == "auto" and clf.requested_device == "auto"
+    assert clf.device == ("cuda" if torch.cuda.is_available() else "cpu")  # what skorch reads
+    clf.fit(X, y)
+    assert clf.get_params()["device"] == "auto" and clf.device_ == clf.device
+    assert "_params_to_validate" not in clf.get_params()
+    assert list(clf.get_params()) == sorted(clf.get_params())
+
+
+def test_skorch_reads_dataloader_arguments_from_attributes():
+    net = plain_net().initialize()
+    dataset = skorch.dataset.Dataset(np.zeros((5, 2), np.float32), np.zeros(5, np.int64))
+    with temporary_attribute(net, "iterator_train__drop_last", True):
+        assert net.get_iterator(dataset, training=True).drop_last
+    assert not hasattr(net, "iterator_train__drop_last")
+    assert not net.get_iterator(dataset, training=True).drop_last
+
+
+def test_skorch_validates_the_prefixed_keys_it_recorded():
+    net = plain_net()
+    net.initialize()
+    store(net, "iterator_train__drop_last", True)
+    mark_for_validation(net, "iterator_train__drop_last")
+    assert "iterator_train__drop_last" in net._params_to_validate
+    store(net, "modul__typo", 1)
+    mark_for_validation(net, "modul__typo")
+    with pytest.raises(ValueError, match="modul__typo"):
+        net.initialize()
+
+
+def test_skorch_resolves_the_predict_nonlinearity(tiny_backbone, image_data):
+    clf = FineTuningClassifier(tiny_backbone, **FAST).fit(*image_data)
+    assert predict_nonlinearity(clf) is target_probabilities
+    assert predict_nonlinearity(plain_net().initialize()) is not target_probabilities
+
+
+def test_criteria_hides_criteria_for_one_step():
+    net = plain_net().initialize()
+    assert net._criteria == ["criterion"]
+    with criteria(net, []):
+        assert net._criteria == []
+    assert net._criteria == ["criterion"]

@@ -1,0 +1,127 @@
+"""Transferability scores against their papers' definitions, computed independently."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.stats import multivariate_normal
+
+from sk_cotuning.transferability import h_score, leep_score, logme_score, nce_score
+
+
+def random_task(n=40, d=5, k=3, seed=0, signal=1.0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(size=(k, d))
+    return signal * centres[y] + rng.normal(size=(n, d)), y
+
+
+def max_log_evidence(F, target):
+    """The evidence maximised numerically, straight from the model's definition:
+    target ~ N(0, I / beta + F F^T / alpha)."""
+    n = len(F)
+
+    def negative(log_params):
+        alpha, beta = np.exp(log_params)
+        cov = np.eye(n) / beta + F @ F.T / alpha
+        return -multivariate_normal(np.zeros(n), cov, allow_singular=False).logpdf(target)
+
+    best = minimize(negative, x0=np.zeros(2), method="Nelder-Mead",
+                    options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 4000})
+    return -best.fun
+
+
+def test_logme_is_the_maximum_evidence_of_its_definition():
+    F, y = random_task()
+    expected = np.mean([max_log_evidence(F, (y == k).astype(float)) / len(F) for k in range(3)])
+    assert logme_score(F, y) == pytest.approx(expected, rel=1e-6, abs=1e-8)
+
+
+def test_logme_with_more_features_than_samples():
+    F, y = random_task(n=12, d=30, k=2, seed=1)
+    expected = np.mean([max_log_evidence(F, (y == k).astype(float)) / len(F) for k in range(2)])
+    assert logme_score(F, y) == pytest.approx(expected, rel=1e-6, abs=1e-8)
+
+
+def reference_logme(F, y):
+    """A transcription of the paper's Algorithm 1 with explicit matrices (no SVD
+    shortcuts): A = alpha I + beta F^T F, m = beta A^-1 F^T y."""
+    n, d = F.shape
+    scores = []
+    for k in np.unique(y):
+        t = (y == k).astype(float)
+        alpha, beta = 1.0, 1.0
+        eig = np.linalg.eigvalsh(F.T @ F)
+        for _ in range(200):
+            A = alpha * np.eye(d) + beta * F.T @ F
+            m = beta * np.linalg.solve(A, F.T @ t)
+            gamma = np.sum(beta * eig / (alpha + beta * eig))
+            alpha, beta = gamma / (m @ m), (n - gamma) / np.sum((F @ m - t) ** 2)
+        A = alpha * np.eye(d) + beta * F.T @ F
+        m = beta * np.linalg.solve(A, F.T @ t)
+        evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
+                    - beta / 2 * np.sum((F @ m - t) ** 2) - alpha / 2 * m @ m
+                    - np.linalg.slogdet(A)[1] / 2)
+        scores.append(evidence / n)
+    return np.mean(scores)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_logme_matches_a_transcription_of_the_algorithm(seed):
+    F, y = random_task(n=60, d=8, k=4, seed=seed)
+    assert logme_score(F, y) == pytest.approx(reference_logme(F, y), rel=1e-6)
+
+
+def test_logme_ranks_informative_features_above_noise():
+    good, y = random_task(signal=3.0, seed=3)
+    noise = np.random.default_rng(3).normal(size=good.shape)
+    assert logme_score(good, y) > logme_score(noise, y)
+
+
+def test_h_score_in_one_dimension_is_the_between_class_variance_share():
+    f = np.array([0.0, 1.0, 2.0, 5.0, 6.0, 7.0])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    # class means 1 and 6: g = [1, 1, 1, 6, 6, 6]; var(g) / var(f) (both ddof 1)
+    g = np.array([1.0, 1, 1, 6, 6, 6])
+    assert h_score(f[:, None], y) == pytest.approx(np.var(g, ddof=1) / np.var(f, ddof=1))
+
+
+def test_h_score_matches_its_definition_and_range():
+    F, y = random_task(n=80, d=6, k=4, seed=4, signal=2.0)
+    G = np.stack([F[y == k].mean(0) for k in range(4)])[y]
+    expected = np.trace(np.linalg.inv(np.cov(F.T)) @ np.cov(G.T))
+    assert h_score(F, y) == pytest.approx(expected, rel=1e-9)
+    assert 0 <= h_score(F, y) <= 3  # at most n_classes - 1
+
+
+def test_nce_by_hand():
+    z = [0, 0, 0, 1]
+    y = ["a", "a", "b", "b"]
+    # P(z=0) = 3/4 with p(a|0) = 2/3, p(b|0) = 1/3; z=1 determines b
+    expected = 0.75 * (2 / 3 * np.log(2 / 3) + 1 / 3 * np.log(1 / 3))
+    assert nce_score(z, y, input="labels") == pytest.approx(expected)
+    logits = np.eye(2)[z] * 5.0  # argmax gives the same source classes
+    assert nce_score(logits, y) == pytest.approx(expected)
+    assert nce_score(np.eye(2)[z], y, input="proba") == pytest.approx(expected)
+
+
+def test_nce_is_zero_when_the_source_class_decides():
+    assert nce_score([3, 3, 7, 7, 9], [0, 0, 1, 1, 1], input="labels") == 0.0
+
+
+def test_leep_is_reexported():
+    from sk_cotuning import relationship
+
+    assert leep_score is relationship.leep_score
+
+
+@pytest.mark.parametrize("score", [logme_score, h_score, nce_score, leep_score])
+def test_one_class_nan_and_shape_errors(score):
+    F, y = random_task()
+    with pytest.raises(ValueError, match="at least 2|1 class"):
+        score(F, np.zeros(len(F), int))
+    bad = F.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        score(bad, y)
+    with pytest.raises(ValueError):
+        score(F, y[:-1])
