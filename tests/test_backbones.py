@@ -195,7 +195,7 @@ def test_weights_none_warns():
 
 def test_available_backbones_lists_builtin_torchvision_and_timm():
     names = available_backbones()
-    assert names[:2] == ["efficientnet_lite0", "glyphnet"]
+    assert names[:4] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "glyphnet"]
     assert "resnet50" in names and "vit_b_16" in names
     timm = pytest.importorskip("timm")
     assert "timm/resnet18" in names and len(names) == len(set(names))

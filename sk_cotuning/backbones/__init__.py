@@ -2,7 +2,7 @@
 
 The single entry point is :func:`build_backbone`.  ``backbone=`` may be
 
-- a built-in name (``"glyphnet"``, offline; ``"efficientnet_lite0"``, real
+- a built-in name (``"glyphnet"``, offline; ``"efficientnet_lite0"`` (``_lite1``, ``_lite2``), real
   ImageNet-1k weights from a package), a torchvision classification model
   name (``"resnet50"``), or ``"timm/<name>"`` for any timm model;
 - a user's own ``nn.Module``, deep-copied so the object passed in is never
@@ -30,10 +30,13 @@ from sk_cotuning.backbones._weights import resolve_weights
 
 __all__ = ["Backbone", "Preprocessing", "available_backbones", "build_backbone"]
 
-#: Built-in backbones: name -> module with ``build(weights, source_head, verbose)``.
+#: Built-in backbones: name -> "module:function", the function taking
+#: ``(weights, source_head, verbose)``.
 BUILTINS = MappingProxyType({
-    "glyphnet": "sk_cotuning.backbones.glyphnet",
-    "efficientnet_lite0": "sk_cotuning.backbones.efficientnet_lite",
+    "glyphnet": "sk_cotuning.backbones.glyphnet:build",
+    "efficientnet_lite0": "sk_cotuning.backbones.efficientnet_lite:build_lite0",
+    "efficientnet_lite1": "sk_cotuning.backbones.efficientnet_lite:build_lite1",
+    "efficientnet_lite2": "sk_cotuning.backbones.efficientnet_lite:build_lite2",
 })
 
 
@@ -120,7 +123,8 @@ def build_backbone(
         return _from_module(copy.deepcopy(backbone), weights, source_head, type(backbone).__name__)
     if isinstance(backbone, str):
         if backbone in BUILTINS:
-            return importlib.import_module(BUILTINS[backbone]).build(weights, source_head, verbose)
+            module, function = BUILTINS[backbone].split(":")
+            return getattr(importlib.import_module(module), function)(weights, source_head, verbose)
         if backbone.startswith(_timm.PREFIX):
             return _timm.build(backbone[len(_timm.PREFIX):], weights, source_head, verbose)
         if backbone not in _torchvision.classification_models():
