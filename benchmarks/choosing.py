@@ -263,28 +263,47 @@ def report(out: Path = OUT) -> dict:
                   f"{result['halving_compute_fraction_epochs']:.2f}x the epochs, "
                   f"{result['halving_compute_fraction_seconds']:.2f}x the wall time")
     (out / "choosing.json").write_text(json.dumps(result, indent=2, default=float))
-    plot(table, agreement, out / "choosing.png")
+    plot(table, agreement, out / "choosing.png", searches)
     return result
 
 
-def plot(table: pd.DataFrame, agreement: pd.DataFrame, path: Path) -> None:
+def plot(table: pd.DataFrame, agreement: pd.DataFrame, path: Path,
+         searches: pd.DataFrame | None = None) -> None:
+    """Each score against fine-tuned accuracy (one marker per candidate, in a legend);
+    with the searches, a last panel: each search's test accuracy per seed and its compute."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.6))
+    panels = len(SCORES) + (searches is not None and len(searches) > 0)
+    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.8))
     taus = agreement.set_index("score")["tau_mean_over_seeds"]
+    markers = "osD^v<>P*X"
     for ax, score in zip(axes, SCORES):
-        ax.scatter(table[score], 100 * table["accuracy"])
-        for name, row in table.iterrows():
-            ax.annotate(name, (row[score], 100 * row["accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
+        for i, (name, row) in enumerate(table.iterrows()):
+            ax.scatter(row[score], 100 * row["accuracy"], marker=markers[i % len(markers)],
+                       label=name, s=40)
         ax.set_xlabel(f"{score} (before training)")
         ax.set_title(f"weighted tau {taus[score]:.2f}")
     axes[0].set_ylabel("fine-tuned test accuracy (%)")
-    fig.suptitle("Fashion-MNIST, 10 images per class: scores vs fine-tuned accuracy (mean of seeds)")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    if panels > len(SCORES):
+        ax = axes[-1]
+        for kind, marker in (("grid", "o"), ("halving", "s")):
+            rows = searches[searches["search"] == kind].sort_values("seed")
+            epochs = int(rows["epochs"].mean())
+            ax.plot(rows["seed"], 100 * rows["accuracy"], marker=marker,
+                    label=f"{kind} ({epochs} epochs, {rows['seconds'].mean() / 60:.1f} min)")
+        ax.set_xlabel("seed (its own 10/class draw)")
+        ax.set_ylabel("test accuracy of the search's choice (%)")
+        ax.set_title("Co-Tuning on Lite0: trade_off x lr")
+        ax.set_xticks(sorted(searches["seed"].unique()))
+        ax.legend(fontsize=7)
+    fig.suptitle("Fashion-MNIST, 10 images per class: transferability scores vs fine-tuned "
+                 "accuracy (mean of seeds), and successive halving vs the full grid")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

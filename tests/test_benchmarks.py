@@ -165,3 +165,40 @@ def test_recipe_probe_fits_a_candidate_on_the_glyph_pair():
     row = recipe_probe.fit_one("glyph", "Co-Tuning T=1 + clip 5", 0, data)
     assert row["fitted_T"] == 1.0 and 50 < row["val_accuracy"] <= 100
     assert np.isfinite(row["val_accuracy_bn_recalibrated"])
+
+
+@pytest.mark.slow
+def test_choosing_runs_quick_and_reports(tmp_path, capsys):
+    import choosing
+
+    settings = choosing.Settings.quick()
+    run = choosing.Run(settings, tmp_path)
+    run.score_jobs()
+    run.finetune_jobs()
+    run.search_jobs()
+    result = choosing.report(tmp_path)
+    assert {row["candidate"] for row in result["zoo"]} == set(settings.zoo)
+    assert {row["score"] for row in result["agreement"]} == {"logme", "leep", "nce", "h_score"}
+    assert 0 < result["score_cost_fraction"]
+    assert (tmp_path / "choosing.png").exists() and (tmp_path / "choosing.json").exists()
+    assert "halving minus grid" in capsys.readouterr().out
+
+
+def test_choosing_rank_agreement_by_hand():
+    import choosing
+    import pandas as pd
+    from scipy.stats import weightedtau
+
+    scores = pd.DataFrame({"candidate": list("abc") * 2, "seed": [0] * 3 + [1] * 3,
+                           "logme": [3, 2, 1, 1, 2, 3], "leep": [1, 2, 3, 1, 2, 3],
+                           "nce": [1, 2, 3, 3, 2, 1], "h_score": [3, 2, 1, 3, 2, 1]})
+    finetuned = pd.DataFrame({"candidate": list("abc") * 2, "seed": [0] * 3 + [1] * 3,
+                              "accuracy": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7]})
+    table = choosing.rank_agreement(scores, finetuned).set_index("score")
+    assert table.loc["h_score", "tau_mean_over_seeds"] == pytest.approx(1.0)  # same order
+    assert table.loc["leep", "tau_mean_over_seeds"] == pytest.approx(-1.0)  # reversed
+    # logme: right on seed 0, reversed on seed 1; the per-seed mean averages the two
+    expected = (weightedtau([3, 2, 1], [0.9, 0.8, 0.7]).statistic
+                + weightedtau([1, 2, 3], [0.9, 0.8, 0.7]).statistic) / 2
+    assert table.loc["logme", "tau_per_seed_mean"] == pytest.approx(expected)
+    assert table.loc["logme", "tau_per_seed_min"] == pytest.approx(-1.0)
