@@ -399,6 +399,11 @@ use_caching, torch_load_kwargs, **kwargs
         self.module_ = module
         return self
 
+    def _group_rates(self, lr: float) -> tuple[float, float]:
+        """The learning rates of the two parameter groups: (backbone and source head,
+        target head and regulariser) -- the one place ``backbone_lr_mult`` applies."""
+        return lr * self.backbone_lr_mult, lr
+
     def initialize_optimizer(self, triggered_directly=None):
         """Two groups: backbone + source head at ``lr * backbone_lr_mult``; the target
         head and a regulariser's parameters at ``lr`` (unless ``optimizer__param_groups``).
@@ -423,10 +428,8 @@ use_caching, torch_load_kwargs, **kwargs
             new = ("target_head.", "regularizer.")
             head = [p for n, p in named if plain_name(n).startswith(new)]
             body = [p for n, p in named if not plain_name(n).startswith(new)]
-            args = ([
-                {"params": body, "lr": kwargs["lr"] * self.backbone_lr_mult},
-                {"params": head, "lr": kwargs["lr"]},
-            ],)
+            body_lr, head_lr = self._group_rates(kwargs["lr"])
+            args = ([{"params": body, "lr": body_lr}, {"params": head, "lr": head_lr}],)
         self.optimizer_ = self.optimizer(*args, **kwargs)
         return self
 
@@ -660,5 +663,5 @@ use_caching, torch_load_kwargs, **kwargs
         if ({"lr", "backbone_lr_mult"} & set(applied)
                 and "param_groups" not in self.get_params_for("optimizer")):
             body, head = self.optimizer_.param_groups[:2]
-            body["lr"], head["lr"] = self.lr * self.backbone_lr_mult, self.lr
+            body["lr"], head["lr"] = self._group_rates(self.lr)
         return super().set_params(**kwargs) if kwargs else self
