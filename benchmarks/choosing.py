@@ -117,21 +117,17 @@ class Run:
         path = self.out / f"{name}.csv"
         pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
 
-    def _done(self, name: str) -> pd.DataFrame:
+    def _pending(self, name: str, key: str, kinds: list) -> list[tuple]:
+        """This process's share of the (kind, seed) jobs not yet in ``<name>.csv``."""
         path = self.out / f"{name}.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame()
-
-    def _mine(self, jobs: list) -> list:
+        done = pd.read_csv(path) if path.exists() else pd.DataFrame()
+        have = set(zip(done.get(key, []), done.get("seed", [])))
+        jobs = [(kind, seed) for seed in range(self.s.seeds) for kind in kinds]
         i, n = self.part
-        return jobs[i::n]
+        return [job for job in jobs[i::n] if job not in have]
 
     def finetune_jobs(self) -> None:
-        done = self._done("finetuned")
-        have = set(zip(done.get("candidate", []), done.get("seed", [])))
-        jobs = [(c, seed) for seed in range(self.s.seeds) for c in self.s.zoo]
-        for candidate, seed in self._mine(jobs):
-            if (candidate, seed) in have:
-                continue
+        for candidate, seed in self._pending("finetuned", "candidate", list(self.s.zoo)):
             backbone, weights, size = self.s.zoo[candidate]
             X, y = self.train(seed)
             clf = FineTuningClassifier(backbone, weights=weights, random_state=seed, verbose=0,
@@ -149,12 +145,7 @@ class Run:
                   flush=True)
 
     def score_jobs(self) -> None:
-        done = self._done("scores")
-        have = set(zip(done.get("candidate", []), done.get("seed", [])))
-        jobs = [(c, seed) for seed in range(self.s.seeds) for c in self.s.zoo]
-        for candidate, seed in self._mine(jobs):
-            if (candidate, seed) in have:
-                continue
+        for candidate, seed in self._pending("scores", "candidate", list(self.s.zoo)):
             backbone, weights, size = self.s.zoo[candidate]
             X, y = self.train(seed)
             with warnings.catch_warnings():
@@ -171,12 +162,7 @@ class Run:
                 f"{k}={row[k]:.4g}" for k in SCORES) + f" ({row['seconds']:.1f}s)", flush=True)
 
     def search_jobs(self) -> None:
-        done = self._done("searches")
-        have = set(zip(done.get("search", []), done.get("seed", [])))
-        jobs = [(kind, seed) for seed in range(self.s.seeds) for kind in ("grid", "halving")]
-        for kind, seed in self._mine(jobs):
-            if (kind, seed) in have:
-                continue
+        for kind, seed in self._pending("searches", "search", ["grid", "halving"]):
             X, y = self.train(seed)
             X, X_test = inputs(X, "efficientnet_lite0", 64), inputs(self.X_test, "efficientnet_lite0", 64)
             base = CoTuningClassifier("efficientnet_lite0", backbone_lr_mult=1.0,
