@@ -93,6 +93,14 @@ def test_h_score_matches_its_definition_and_range():
     assert 0 <= h_score(F, y) <= 3  # at most n_classes - 1
 
 
+def test_h_score_with_more_features_than_samples_uses_the_pseudo_inverse():
+    F, y = random_task(n=20, d=50, k=3, seed=5)
+    G = np.stack([F[y == k].mean(0) for k in range(3)])[y]
+    expected = np.trace(np.linalg.pinv(np.cov(F.T), rcond=1e-15, hermitian=True) @ np.cov(G.T))
+    assert h_score(F, y) == pytest.approx(expected, rel=1e-6)
+    assert h_score(F, y) == pytest.approx(2.0, rel=1e-6)  # saturated: n_classes - 1
+
+
 def test_nce_by_hand():
     z = [0, 0, 0, 1]
     y = ["a", "a", "b", "b"]
