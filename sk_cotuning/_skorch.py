@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterator
 
 __all__ = [
     "SKORCH_REQUIREMENT",
-    "criteria",
     "mark_for_validation",
+    "only_trainable_criteria",
     "predict_nonlinearity",
     "store",
     "store_raw",
@@ -94,15 +94,19 @@ def predict_nonlinearity(net: Any) -> Callable:
 
 
 @contextmanager
-def criteria(net: Any, names: list[str]) -> Iterator[None]:
-    """Let skorch see only ``names`` as the net's criteria inside the block.
+def only_trainable_criteria(net: Any) -> Iterator[None]:
+    """Let skorch see only the criteria with trainable parameters inside the block.
 
     ``AccelerateMixin._initialize_accelerator`` (skorch 1.2-1.4) passes every
     criterion in the private list ``_criteria`` to ``accelerator.prepare``,
-    which rejects a module without trainable parameters under DDP.
+    which, with several processes, wraps it in ``DistributedDataParallel``;
+    that refuses a module without trainable parameters (``CrossEntropyLoss``),
+    and such a criterion needs no preparing.
     """
     kept = net._criteria
-    store(net, "_criteria", names)
+    trainable = [name for name in kept
+                 if any(p.requires_grad for p in getattr(getattr(net, name + "_"), "parameters", list)())]
+    store(net, "_criteria", trainable)
     try:
         yield
     finally:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from skorch.hf import AccelerateMixin
 
-from sk_cotuning._skorch import criteria
+from sk_cotuning._skorch import only_trainable_criteria
 from sk_cotuning.co_tuning import CoTuningClassifier
 from sk_cotuning.fine_tuning import FineTuningClassifier
 
@@ -54,22 +54,16 @@ class _AcceleratorRuntime:
         return super().on_train_end(net, X=X, y=y, **kwargs)
 
     def _initialize_callbacks(self):
-        # AccelerateMixin sends PrintLog to accelerator.print, and skorch's
-        # PrintLog ignores verbose=0 for any sink other than print
+        # AccelerateMixin (skorch 1.2-1.4) sends PrintLog to accelerator.print, and
+        # skorch's PrintLog ignores verbose=0 for any sink other than print
         if not self.verbose and self.callbacks__print_log__sink == "auto":
             self.callbacks__print_log__sink = print
         return super()._initialize_callbacks()
 
     def _initialize_accelerator(self):
-        # skorch 1.4 hands every criterion to accelerator.prepare; with several
-        # processes accelerate wraps it in DistributedDataParallel, which refuses
-        # a module without trainable parameters (CrossEntropyLoss). Such a
-        # criterion needs no preparing: hide it from that one step.
-        trainable = [
-            name for name in self._criteria
-            if any(p.requires_grad for p in getattr(getattr(self, name + "_"), "parameters", list)())
-        ]
-        with criteria(self, trainable):
+        # skorch 1.2-1.4 hands every criterion to accelerator.prepare (see
+        # sk_cotuning._skorch.only_trainable_criteria)
+        with only_trainable_criteria(self):
             return super()._initialize_accelerator()
 
     def _check_params(self) -> None:

@@ -17,8 +17,8 @@ from torch import nn
 from sk_cotuning import CoTuningClassifier, FineTuningClassifier
 from sk_cotuning._skorch import (
     SKORCH_REQUIREMENT,
-    criteria,
     mark_for_validation,
+    only_trainable_criteria,
     predict_nonlinearity,
     store,
     temporary_attribute,
@@ -95,9 +95,9 @@ def test_skorch_resolves_the_predict_nonlinearity(tiny_backbone, image_data):
     assert predict_nonlinearity(plain_net().initialize()) is not target_probabilities
 
 
-def test_criteria_hides_criteria_for_one_step():
+def test_only_trainable_criteria_hides_the_others_for_one_step():
     net = plain_net().initialize()
-    assert net._criteria == ["criterion"]
-    with criteria(net, []):
-        assert net._criteria == []
+    assert net._criteria == ["criterion"]  # skorch's private list of criteria
+    with only_trainable_criteria(net):
+        assert net._criteria == []  # CrossEntropyLoss has no parameters
     assert net._criteria == ["criterion"]
