@@ -128,7 +128,8 @@ def rank_backbones(
         Seeds what is random in building a candidate (random weights,
         ``weights=None``), so a ranking repeats.
     verbose : int, default=1
-        Print one line per candidate as it finishes.
+        ``1``: print one line per candidate as it finishes; ``2``: also a
+        progress bar over each candidate's batches (for long passes).
 
     Returns
     -------
@@ -175,12 +176,12 @@ def rank_backbones(
         try:
             net = FineTuningClassifier(
                 **params, classes=classes, batch_size=batch_size, device=device, amp=amp,
-                max_epochs=0, verbose=0,
+                max_epochs=0, verbose=int(verbose >= 2),
             )
             with seeded(random_state):
                 net.initialize()
             unwrap(net.module_).use_source_head = "source" in fields
-            outputs, _ = net._collect(fields, X, desc=None)
+            outputs, _ = net._collect(fields, X, desc=name if verbose >= 2 else None)
             for score in scores:
                 function, field = SCORES[score]
                 row[score] = float(function(outputs[field], y))

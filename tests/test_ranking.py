@@ -99,3 +99,11 @@ def test_random_state_makes_a_random_init_ranking_repeat(digits):
         again = rank_backbones(random, X, y, scores=("logme",), random_state=0, verbose=0)
         other = rank_backbones(random, X, y, scores=("logme",), random_state=1, verbose=0)
     assert first["logme"] == again["logme"] and first["logme"] != other["logme"]
+
+
+def test_verbose_2_shows_a_progress_bar_per_candidate(digits, capsys):
+    X, y = digits
+    rank_backbones(["glyphnet"], X, y, scores=("logme",), batch_size=32, verbose=2)
+    captured = capsys.readouterr()
+    assert "glyphnet" in captured.err and "batch" in captured.err  # tqdm writes to stderr
+    assert "[1/1] glyphnet: logme=" in captured.out
