@@ -135,6 +135,10 @@ def test_fashion_protocol_tunes_every_method_from_the_same_candidates():
     assert all(len(protocol.candidates(m)) == 3 for m in fp.WEIGHTS)
     assert set(protocol.tuned_methods("10/class")) == set(fp.WEIGHTS)
     assert protocol.tuned_methods(0.05) == [fp.COT]  # only what runs there
+    # every method at the extra rates; at the others the control alone, on the same seeds
+    assert protocol.methods("10/class", 0) == list(fp.CORE) + list(fp.EXTRA)
+    assert protocol.methods(0.05, 2) == [fp.SCRATCH, fp.FT, fp.COT, fp.CONTROL]
+    assert protocol.methods(0.05, 3) == protocol.methods(0.01, 4) == [fp.SCRATCH, fp.FT, fp.COT]
     # the base recipe reaches everyone but scratch; borrowed weights go to the right parts
     base = {"lr": 0.03, "backbone_lr_mult": 1.0}
     weights = {fp.COT: 0.77, "BSS": 0.003}
