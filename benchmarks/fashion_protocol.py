@@ -97,8 +97,8 @@ class Protocol:
     @classmethod
     def quick(cls) -> "Protocol":
         return cls(rates=("3/class",), seeds=1, extra_seeds=1, extra_rates=("3/class",),
-                   control_rates=(), tuning_folds=2, size=32, test_size=60, batch_size=8, epochs={"3/class": 1},
-                   lr_grid=(0.01,), mult_grid=(0.1, 1.0))
+                   control_rates=(), tuning_folds=2, size=32, test_size=60, batch_size=8,
+                   epochs={"3/class": 1}, lr_grid=(0.01,), mult_grid=(0.1, 1.0))
 
     def methods(self, rate, seed: int) -> list[str]:
         if seed >= self.extra_seeds:

@@ -163,8 +163,9 @@ def h_score(features: Any, y: Any) -> float:
     F = _check_matrix(features, "h_score", "features")
     codes, n_classes = _check_labels(y, len(F), "h_score")
     means = np.stack([F[codes == k].mean(axis=0) for k in range(n_classes)])
-    centred = F - F.mean(axis=0)
-    between = means[codes] - F.mean(axis=0)  # each sample's class mean, centred
+    mean = F.mean(axis=0)
+    centred = F - mean
+    between = means[codes] - mean  # each sample's class mean, centred
     # cov(f) = C^T C / (n - 1) with C = U S V^T (thin SVD: n x d costs O(n d min(n, d)),
     # not the O(d^3) of inverting a d x d covariance); then
     # tr(pinv(cov f) cov g) = || G V S^-1 ||_F^2 over the non-negligible singular values
