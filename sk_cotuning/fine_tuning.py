@@ -290,13 +290,6 @@ use_caching, torch_load_kwargs, **kwargs
     _MODULE_PARAMS = ("backbone", "regularizer", "train_transform", "eval_transform")
 
     # ---------------------------------------------------------------- sklearn
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        tags.classifier_tags.multi_label = False
-        return tags
-
     def __repr__(self) -> str:
         """Before ``fit``: the parameters that differ from the defaults, as in
         scikit-learn; after: skorch's view of the built network."""
@@ -579,29 +572,6 @@ use_caching, torch_load_kwargs, **kwargs
                 f"network (a regulariser is prepared once, before training). Call fit, which "
                 f"builds the network and prepares the regulariser afresh."
             )
-
-    def load_params(self, *args: Any, **kwargs: Any) -> None:
-        """skorch's ``load_params``, with an error that says what does not match.
-
-        ``device="auto"`` stays the parameter: skorch (1.2-1.4) replaces
-        ``net.device`` with the map location it chose, which for ``"auto"`` is
-        what ``"auto"`` resolves to anyway.
-        """
-        requested = self.requested_device
-        try:
-            super().load_params(*args, **kwargs)
-        except RuntimeError as exc:
-            if "size mismatch" not in str(exc) and "Missing key" not in str(exc):
-                raise
-            raise ValueError(
-                f"The saved parameters do not fit this network ({str(exc).splitlines()[0]} "
-                f"...): they were saved from a network with other classes or another "
-                f"backbone. Build the estimator with the same backbone and classes= "
-                f"(here {len(self.classes_)} classes) as the one that was saved."
-            ) from None
-        finally:
-            if isinstance(requested, str) and requested == "auto":
-                self.device = requested
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels, values of ``classes_``.

@@ -2,10 +2,13 @@
 
 It normalises raw batches on the device, applies the fit's memory layout and
 autocast, and turns a layer's shape error into a ``ValueError`` that says
-which input the backbone takes.
+which input the backbone takes (and saved parameters that do not fit it into
+one that says why).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -167,6 +170,31 @@ class FineTuningNetwork(nn.Module):
             regularizer.attach(self)  # e.g. a frozen pre-trained copy, forward hooks
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, with a ``ValueError`` that says what does not match.
+
+        Parameters saved from a network with other classes, another backbone
+        or another regulariser (skorch's ``load_params``, a ``Checkpoint``)
+        do not fit this one; torch's ``RuntimeError`` lists tensors, not what
+        to do.
+        """
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            if not any(key in str(exc) for key in ("size mismatch", "Missing key", "Unexpected key")):
+                raise
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            if len(detail) > 300:
+                detail = detail[:300] + " ..."
+            raise ValueError(
+                f"The saved parameters do not fit this network ({detail}): they were saved "
+                f"from a network with other classes, another backbone or another regulariser. "
+                f"Build the estimator with the same backbone, regularizer and classes= (this "
+                f"network has {self.target_head.out_features} classes) as the one that was "
+                f"saved."
+            ) from None
 
     @property
     def n_source(self) -> int:

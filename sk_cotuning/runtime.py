@@ -28,7 +28,7 @@ import torch
 
 from sk_cotuning._skorch import store_raw
 
-__all__ = ["AutoDeviceMixin", "Runtime", "check_device", "resolve_device", "resolve_runtime",
+__all__ = ["AutoDeviceMixin", "ResolvedDevice", "Runtime", "check_device", "resolve_device", "resolve_runtime",
            "seed_from", "seeded"]
 
 
@@ -124,6 +124,14 @@ def seeded(random_state: Any) -> Iterator[None]:
         yield
 
 
+class ResolvedDevice(str):
+    """What ``device="auto"`` resolved to (``"cuda"`` or ``"cpu"``), as ``net.device``
+    reads it: a ``str`` that torch takes as a device, and that, assigned back to
+    ``net.device``, keeps the parameter ``"auto"``."""
+
+    __slots__ = ()
+
+
 class AutoDeviceMixin:
     """Resolve ``device="auto"`` for skorch; keep the user's value as the parameter."""
 
@@ -134,11 +142,17 @@ class AutoDeviceMixin:
         ``get_params()["device"]`` and :attr:`requested_device` keep the value
         the user set; ``device_`` is the device a fit ran on.
         """
-        return resolve_device(self.requested_device)
+        requested = self.requested_device
+        if isinstance(requested, str) and requested == "auto":
+            return ResolvedDevice(resolve_device(requested))
+        return requested
 
     @device.setter
     def device(self, value: Any) -> None:
-        store_raw(self, "device", value)
+        # net.device = net.device keeps the parameter: skorch's load_params
+        # (1.2-1.4) writes back the device it read when the map location agrees
+        # with it, which for "auto" would otherwise replace the parameter
+        store_raw(self, "device", "auto" if isinstance(value, ResolvedDevice) else value)
 
     @property
     def requested_device(self) -> Any:

@@ -115,3 +115,31 @@ def test_one_name_and_one_default_per_concept(digits):
     direct.set_params(soft_target_temperature=3.0, trade_off=1.0)
     reg = direct.regularizer_
     assert float(reg.fitted_temperature) == 3.0 and reg.trade_off == 1.0
+
+
+def test_the_estimator_tags_say_what_it_takes():
+    # scikit-learn's defaults, which the estimators rely on (no override of their own):
+    # no NaN, no sparse input, one label per sample
+    from sklearn.utils import get_tags
+
+    from sk_cotuning import CategoryRelationship
+
+    tags = get_tags(CoTuningClassifier("glyphnet"))
+    assert tags.estimator_type == "classifier" and tags.requires_fit
+    assert not tags.input_tags.allow_nan and not tags.input_tags.sparse
+    assert not tags.classifier_tags.multi_label and tags.target_tags.required
+    relationship = get_tags(CategoryRelationship())
+    assert not relationship.input_tags.allow_nan and relationship.target_tags.required
+
+
+def test_parameters_from_another_regularizer_do_not_fit_and_say_so(digits, tmp_path):
+    X, y = digits
+    clf = CoTuningClassifier("glyphnet", **FAST).fit(X, y)
+    clf.save_params(f_params=tmp_path / "p.pt")
+    plain = FineTuningClassifier("glyphnet", classes=clf.classes_, **FAST).initialize()
+    with pytest.raises(ValueError, match="Unexpected key.*regularizer.*classes="):
+        plain.load_params(f_params=tmp_path / "p.pt")
+    # the same network loads them, directly on the module as through skorch
+    other = CoTuningClassifier("glyphnet", classes=clf.classes_, **FAST).initialize()
+    other.module_.load_state_dict(clf.module_.state_dict())
+    np.testing.assert_array_equal(other.predict(X), clf.predict(X))

@@ -68,6 +68,21 @@ def test_device_is_resolved_for_skorch_and_read_back_as_set(tiny_backbone, image
     assert list(clf.get_params()) == sorted(clf.get_params())
 
 
+def test_skorch_load_params_writes_back_the_device_it_read(tiny_backbone, image_data, tmp_path):
+    # skorch's load_params sets net.device = _check_device(net.device, map_location):
+    # reading the resolved "auto" and writing it back must keep the parameter
+    X, y = image_data
+    clf = CoTuningClassifier(tiny_backbone, **FAST).fit(X, y)
+    clf.device = clf.device
+    assert clf.get_params()["device"] == "auto"
+    clf.set_params(device="cpu")  # a value the user sets is kept, even where "auto" means it
+    assert clf.get_params()["device"] == "cpu" and type(clf.device) is str
+    clf.set_params(device="auto")
+    clf.save_params(f_params=tmp_path / "p.pt")
+    clf.load_params(f_params=tmp_path / "p.pt")
+    assert clf.get_params()["device"] == "auto" and clf.requested_device == "auto"
+
+
 def test_skorch_reads_dataloader_arguments_from_attributes():
     net = plain_net().initialize()
     dataset = skorch.dataset.Dataset(np.zeros((5, 2), np.float32), np.zeros(5, np.int64))
