@@ -15,13 +15,12 @@ and :func:`store_raw` are its two such writes.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 __all__ = [
     "SKORCH_REQUIREMENT",
     "mark_for_validation",
     "only_trainable_criteria",
-    "predict_nonlinearity",
     "store",
     "store_raw",
     "temporary_attribute",
@@ -81,16 +80,6 @@ def mark_for_validation(net: Any, key: str) -> None:
     (see :func:`store`) are added alike, so a typo is still reported.
     """
     net._params_to_validate.add(key)
-
-
-def predict_nonlinearity(net: Any) -> Callable:
-    """The callable skorch applies to the first output in ``predict_proba``.
-
-    skorch resolves ``predict_nonlinearity="auto"`` in the private
-    ``_get_predict_nonlinearity`` (1.2-1.4); test-time augmentation averages
-    the probabilities of several views, so it applies the same callable.
-    """
-    return net._get_predict_nonlinearity()
 
 
 @contextmanager

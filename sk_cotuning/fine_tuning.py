@@ -131,7 +131,9 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
         ``None``: for image files and datasets, the weights' own resize and
         centre crop; arrays unchanged.
     test_time_augmentation : {"flip", "ten_crop"} or None, default=None
-        Average ``predict_proba`` over views of the eval-transformed sample.
+        Predict from views of each eval-transformed sample, averaging their
+        probabilities (``predict_proba``, ``predict``, ``score``, ``forward``;
+        not the validation split or the preparation).
     amp : {"auto", "bf16"} or bool, default="auto"
         bf16 autocast: ``"auto"``/``True`` on a CUDA device that supports it,
         off elsewhere; ``"bf16"`` forces it (also on the CPU).  fp16 needs a

@@ -8,6 +8,7 @@ one that says why).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -208,8 +209,48 @@ class FineTuningNetwork(nn.Module):
             f = f[0]
         return torch.flatten(f, 1) if f.ndim > 2 else f
 
-    def forward(self, x: torch.Tensor) -> NetworkOutput:
-        """The outputs for a raw batch, in the fit's memory layout and precision."""
+    def forward(self, x: torch.Tensor | None = None, *, views: torch.Tensor | None = None
+                ) -> NetworkOutput:
+        """The outputs for a raw batch, in the fit's memory layout and precision.
+
+        Parameters
+        ----------
+        x : Tensor of shape (N, ...)
+            A raw batch (images ``(N, C, H, W)``, uint8 or float).
+        views : Tensor of shape (N, V, ...), keyword only
+            Instead of ``x``: ``V`` test-time views of each of ``N`` samples
+            (the estimator's ``test_time_augmentation``).  The outputs are
+            averaged over the views: target and source as the log of the
+            mean probability (so a softmax of them is the mean probability),
+            features as the mean.
+
+        Raises
+        ------
+        ValueError
+            In evaluation mode, when the target outputs are not finite (the
+            parameters are NaN or infinite, e.g. loaded from a diverged run).
+        """
+        if views is not None:
+            return self._average_views(views)
+        outputs = self._forward(x)
+        if not self.training and not torch.compiler.is_compiling():
+            if not bool(torch.isfinite(outputs[0]).all()):
+                raise ValueError(
+                    "The network's outputs are not finite (NaN or infinity): its parameters "
+                    "are not finite, e.g. loaded from a diverged run. Refit with a lower lr."
+                )
+        return outputs
+
+    def _average_views(self, views: torch.Tensor) -> NetworkOutput:
+        n, v = views.shape[:2]
+        target, source, features = (
+            t.reshape(n, v, *t.shape[1:]) for t in self.forward(views.flatten(0, 1)))
+        log_v = math.log(v)
+        mean_log_proba = lambda t: torch.logsumexp(t.float().log_softmax(-1), 1) - log_v  # noqa: E731
+        source = mean_log_proba(source) if source.shape[-1] else source[:, 0]
+        return NetworkOutput((mean_log_proba(target), source, features.float().mean(1)))
+
+    def _forward(self, x: torch.Tensor) -> NetworkOutput:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         try:

@@ -5,11 +5,13 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.model_selection import GridSearchCV, cross_val_score
+from skorch.dataset import ValidSplit
 from skorch.helper import SliceDataset
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
 from sk_cotuning import CoTuningClassifier, load_image_folder, sample_rate_indices
+from sk_cotuning.inputs.conversion import ViewsDataset
 
 from conftest import TinyConvNet
 
@@ -58,7 +60,8 @@ class Recorder:
 def small(**kwargs):
     params = dict(max_epochs=2, batch_size=8, lr=0.05, verbose=0, random_state=0)
     params.update(kwargs)
-    return CoTuningClassifier(TinyConvNet(), **params)
+    params.setdefault("backbone", TinyConvNet())
+    return CoTuningClassifier(**params)
 
 
 def test_load_image_folder(image_folder, tmp_path):
@@ -190,6 +193,48 @@ def test_test_time_augmentation(image_folder, image_data):
     assert arrays.predict_proba(X).shape == (60, 3)
     with pytest.raises(ValueError, match="test_time_augmentation"):
         small(test_time_augmentation="twenty").fit(X, y)
+
+
+def test_test_time_views_are_averaged_by_the_network(image_data):
+    # the network takes views by keyword: a 5-D x is never mistaken for them
+    X, y = image_data
+    clf = small(test_time_augmentation="flip").fit(X, y)
+    net = clf.module_.eval()
+    x = torch.as_tensor(X[:6])
+    views = torch.stack([x, x.flip(-1)], 1)
+    with torch.no_grad():
+        averaged = net(views=views)
+        single = [net(v) for v in (x, x.flip(-1))]
+    mean_proba = (single[0].target.softmax(-1) + single[1].target.softmax(-1)) / 2
+    torch.testing.assert_close(averaged.target.exp(), mean_proba)
+    torch.testing.assert_close(averaged.features, (single[0].features + single[1].features) / 2)
+    mean_source = (single[0].source.softmax(-1) + single[1].source.softmax(-1)) / 2
+    torch.testing.assert_close(averaged.source.exp(), mean_source)
+    # predict_proba, predict and skorch's forward all see the averaged views
+    proba = clf.predict_proba(X[:6])
+    np.testing.assert_allclose(proba, mean_proba.numpy(), atol=1e-6)
+    forward = clf.forward(X[:6])
+    np.testing.assert_allclose(forward[0].exp().numpy(), proba, atol=1e-6)
+    assert list(clf.predict(X[:6])) == list(clf.classes_[proba.argmax(1)])
+
+
+def test_test_time_views_leave_the_preparation_and_validation_alone(image_data):
+    # the relationship is learned from the samples, not their views; a fit with
+    # test-time views trains exactly as one without
+    X, y = image_data
+    backbone = TinyConvNet()  # one instance: each fit copies the same weights
+    split = dict(train_split=ValidSplit(4, stratified=True), use_caching=False)
+    with_views = small(backbone=backbone, test_time_augmentation="ten_crop", **split).fit(X, y)
+    without = small(backbone=backbone, **split).fit(X, y)
+    np.testing.assert_allclose(with_views.history[:, "valid_acc"], without.history[:, "valid_acc"])
+    # the estimator's own datasets (a validation split) are not turned into views
+    split_part = torch.utils.data.Subset(with_views.get_dataset(X, y), range(12))
+    assert with_views.get_dataset(split_part) is split_part
+    assert isinstance(with_views.get_dataset(X), ViewsDataset)
+    torch.testing.assert_close(with_views.regularizer_.soft_targets, without.regularizer_.soft_targets)
+    np.testing.assert_allclose(with_views.history[:, "train_loss"], without.history[:, "train_loss"])
+    with_views.set_params(test_time_augmentation=None)
+    np.testing.assert_allclose(with_views.predict_proba(X), without.predict_proba(X), atol=1e-6)
 
 
 def test_sampling_rate_subset_of_a_folder(image_folder):

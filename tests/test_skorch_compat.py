@@ -14,16 +14,14 @@ from packaging.requirements import Requirement
 from skorch.exceptions import SkorchAttributeError
 from torch import nn
 
-from sk_cotuning import CoTuningClassifier, FineTuningClassifier
+from sk_cotuning import CoTuningClassifier
 from sk_cotuning._skorch import (
     SKORCH_REQUIREMENT,
     mark_for_validation,
     only_trainable_criteria,
-    predict_nonlinearity,
     store,
     temporary_attribute,
 )
-from sk_cotuning.network import target_probabilities
 
 FAST = dict(max_epochs=3, batch_size=16, lr=0.05, verbose=0, random_state=0)
 
@@ -102,12 +100,6 @@ def test_skorch_validates_the_prefixed_keys_it_recorded():
     mark_for_validation(net, "modul__typo")
     with pytest.raises(ValueError, match="modul__typo"):
         net.initialize()
-
-
-def test_skorch_resolves_the_predict_nonlinearity(tiny_backbone, image_data):
-    clf = FineTuningClassifier(tiny_backbone, **FAST).fit(*image_data)
-    assert predict_nonlinearity(clf) is target_probabilities
-    assert predict_nonlinearity(plain_net().initialize()) is not target_probabilities
 
 
 def test_only_trainable_criteria_hides_the_others_for_one_step():

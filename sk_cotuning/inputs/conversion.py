@@ -37,6 +37,7 @@ __all__ = [
     "ImageFileDataset",
     "SampleDataset",
     "TransformedDataset",
+    "ViewsDataset",
     "as_tensor_input",
     "dataset_labels",
     "is_path_list",
@@ -187,6 +188,15 @@ class TransformedDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         x, y = self.dataset[i]
         return self.transform(x), y
+
+
+class ViewsDataset(TransformedDataset):
+    """Samples as ``{"views": transform(x)}``: the network's keyword for test-time views
+    (a stack ``(V, C, H, W)`` per sample), which it averages."""
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        x, y = self.dataset[i]
+        return {"views": self.transform(x)}, y
 
 
 def _reshape_hint() -> str:

@@ -1,9 +1,10 @@
 """The skorch hooks through which the fine-tuning estimators turn inputs into batches.
 
 ``get_dataset`` makes the raw-sample dataset (arrays, image files, a
-``SliceDataset``; labels encoded through ``classes_``), ``get_iterator``
-applies the train or eval transform, and ``predict_proba`` averages
-test-time views.  Mixed into :class:`~sk_cotuning.FineTuningClassifier`.
+``SliceDataset``; labels encoded through ``classes_``; for prediction with
+``test_time_augmentation``, each sample's stack of views, which the network
+averages), and ``get_iterator`` applies the train or eval transform.  Mixed
+into :class:`~sk_cotuning.FineTuningClassifier`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from skorch.dataset import unpack_data
 from torch.utils.data import Dataset
 
 from sk_cotuning._labels import encode_labels
-from sk_cotuning._skorch import predict_nonlinearity, temporary_attribute
+from sk_cotuning._skorch import temporary_attribute
 from sk_cotuning.inputs.conversion import (
     ArrayDataset,
     TransformedDataset,
+    ViewsDataset,
     dataset_kind,
     make_dataset,
 )
@@ -63,7 +65,28 @@ class InputsMixin:
         estimator made (and Subsets of them) pass through unchanged.  The
         training data of a fresh fit sets ``n_features_in_`` for 2-D inputs
         of a custom network; later inputs must match it.
+
+        Without labels, ``X`` is to be predicted (skorch's ``forward_iter``:
+        ``predict_proba``, ``predict``, ``forward``) and the estimator must be
+        fitted.  With ``test_time_augmentation``, each sample of such inputs
+        becomes the stack of its views
+        (:class:`~sk_cotuning.inputs.transforms.TestTimeViews` of the
+        eval-transformed sample), which the network averages; the
+        estimator's own datasets (the validation split, the preparation's
+        training split) are scored as they are.
         """
+        if y is None:
+            check_is_fitted(self)
+        dataset = self._raw_dataset(X, y)
+        if y is None and dataset is not X and self.test_time_augmentation is not None:
+            views = TestTimeViews.for_dataset(
+                self.test_time_augmentation, dataset, self._transform(dataset, training=False),
+                self.preprocessing_, default_eval=self.eval_transform is None,
+            )
+            return ViewsDataset(dataset, views)
+        return dataset
+
+    def _raw_dataset(self, X: Any, y: Any = None) -> Dataset:
         if dataset_kind(X) is not None:
             return X
         dataset = make_dataset(X, None, self.preprocessing_, self.convert_image_arrays)
@@ -81,9 +104,10 @@ class InputsMixin:
         return dataset
 
     def _transform(self, dataset: Dataset, training: bool) -> Any:
-        """The train or eval transform for this dataset's kind of samples."""
+        """The train or eval transform for this dataset's kind of samples (none for a
+        dataset already transformed, e.g. into test-time views)."""
         kind = dataset_kind(dataset)
-        if kind is None:
+        if kind is None or isinstance(dataset, TransformedDataset):
             return None
         train_default, eval_default = default_transforms(kind, self.preprocessing_)
         eval_t = eval_default if self.eval_transform is None else self.eval_transform
@@ -124,45 +148,6 @@ class InputsMixin:
     def _has_batchnorm(self) -> bool:
         return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
                    for m in self.module_.modules())
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities from the target head.
-
-        Parameters
-        ----------
-        X : array-like
-            As in :meth:`fit`.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
-        """
-        check_is_fitted(self)
-        proba = self._predict_proba(X)
-        if not np.isfinite(proba).all():
-            raise ValueError(
-                "The network's predictions are not finite (NaN or infinity): its parameters "
-                "are not finite, e.g. loaded from a diverged run. Refit with a lower lr."
-            )
-        return proba
-
-    def _predict_proba(self, X: Any) -> np.ndarray:
-        if self.test_time_augmentation is None:
-            return super().predict_proba(X)
-        dataset = self.get_dataset(X)
-        views = TestTimeViews.for_dataset(
-            self.test_time_augmentation, dataset, self._transform(dataset, training=False),
-            self.preprocessing_, default_eval=self.eval_transform is None,
-        )
-        loader = super().get_iterator(TransformedDataset(dataset, views), training=False)
-        nonlin = predict_nonlinearity(self)
-        probas = []
-        for Xi, _ in loader:  # (n, views, C, H, W): the mean probability over views
-            n, v = Xi.shape[:2]
-            target = self.evaluation_step((Xi.flatten(0, 1), None), training=False)[0]
-            probas.append(nonlin(target).reshape(n, v, -1).mean(1).cpu())
-        return torch.cat(probas).numpy()
 
     def collect_outputs(
         self, X: Any, field: str = "source", desc: str | None = None
@@ -207,7 +192,7 @@ class InputsMixin:
     def _collect(self, fields: tuple, X: Any, desc: str | None) -> tuple[dict, np.ndarray]:
         """The ``fields`` of the network's outputs over ``X`` in one pass, and the labels."""
         indices = [NetworkOutput.FIELDS.index(field) for field in fields]
-        iterator = self.get_iterator(self.get_dataset(X), training=False)
+        iterator = self.get_iterator(self._raw_dataset(X), training=False)  # no test-time views
         if self.verbose and desc:
             from tqdm.auto import tqdm
 
