@@ -233,12 +233,8 @@ class FineTuningNetwork(nn.Module):
         if views is not None:
             return self._average_views(views)
         outputs = self._forward(x)
-        if not self.training and not torch.compiler.is_compiling():
-            if not bool(torch.isfinite(outputs[0]).all()):
-                raise ValueError(
-                    "The network's outputs are not finite (NaN or infinity): its parameters "
-                    "are not finite, e.g. loaded from a diverged run. Refit with a lower lr."
-                )
+        if not self.training:
+            _refuse_non_finite(outputs[0])
         return outputs
 
     def _average_views(self, views: torch.Tensor) -> NetworkOutput:
@@ -278,6 +274,15 @@ class FineTuningNetwork(nn.Module):
         target = self.target_head(f)
         source = self.source_head(f) if self.use_source_head else f.new_empty((f.shape[0], 0))
         return NetworkOutput((target, source, f))
+
+
+@torch.compiler.disable  # a data-dependent check: run eagerly, not traced by torch.compile
+def _refuse_non_finite(target: torch.Tensor) -> None:
+    if not bool(torch.isfinite(target).all()):
+        raise ValueError(
+            "The network's outputs are not finite (NaN or infinity): its parameters are not "
+            "finite, e.g. loaded from a diverged run. Refit with a lower lr."
+        )
 
 
 def target_probabilities(target_logits: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from sk_cotuning import CoTuningClassifier, FineTuningClassifier, load_image_folder
+from sk_cotuning.network import unwrap
 from sk_cotuning.regularization import CoTuning
 
 
@@ -173,3 +174,18 @@ def test_factory_backbone_in_parallel_grid_search_workers(image_data):
         parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
     )
     assert parallel.best_estimator_.relationship_ is not None or parallel.best_params_["trade_off"] == 0
+
+
+def test_compiled_network_takes_views_and_refuses_non_finite_outputs(tiny_backbone, image_data, capfd):
+    # skorch's compile=True wraps the network: the views keyword and the finite
+    # check (run eagerly, so no graph-break warning) must work through it
+    X, y = image_data
+    clf = make_clf(tiny_backbone, compile=True, compile__backend="eager",
+                   test_time_augmentation="flip").fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (60, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert "Graph break" not in capfd.readouterr().err
+    with torch.no_grad():
+        unwrap(clf.module_).target_head.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="outputs are not finite"):
+        clf.predict_proba(X)
