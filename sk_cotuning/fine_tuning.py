@@ -554,6 +554,10 @@ use_caching, torch_load_kwargs, **kwargs
         self
         """
         check_fit_params(fit_params)
+        if y is None:  # an unlabelled dataset would train every sample as the first class
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit requires y (the labels of X), but y is None."
+            )
         y = _label_array(y)
         self._check_params()  # parameters set on a fitted net are validated too
         if not self.initialized_:

@@ -405,6 +405,7 @@ CASES = {
     "int64 0..255": (lambda c: fit(c, X=(c.X * 255).astype(np.int64)),
                      ("warns", "read as intensities in \\[0, 255\\]")),
     "initialize without classes": (lambda c: c.make().initialize(), (ValueError, "pass classes=")),
+    "partial_fit without y": (lambda c: fit(c).partial_fit(c.X), (ValueError, "requires y")),
     "predict before fit": (lambda c: c.make().predict(c.X), (NotFittedError, "not initialized|not fitted")),
     # --- image files and datasets
     "missing file": (lambda c: fit(c, X=image_files(c)[0] + [str(c.tmp / "gone.png")],
