@@ -316,11 +316,23 @@ use_caching, torch_load_kwargs, **kwargs
                 shown.append(f"{key}={value!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    #: The parameters prediction reads: set on a fitted estimator, they are
+    #: validated when it predicts (the others when it next trains).
+    _PREDICT_PARAMS = ("batch_size", "eval_transform", "test_time_augmentation",
+                       "convert_image_arrays")
+
+    def _check_predict_params(self) -> None:
+        self._validate(self._PREDICT_PARAMS)
+
+    def _validate(self, names: Any) -> None:
+        params = {name: getattr(self, name) for name in names}
+        if isinstance(params.get("batch_size"), numbers.Integral) and params["batch_size"] == -1:
+            params["batch_size"] = 1  # skorch's "whole dataset"
+        validate_params({name: self._parameter_constraints[name] for name in names}, params,
+                        type(self).__name__)
+
     def _check_params(self) -> None:
         """Validate the parameters (declaratively, plus the regulariser's own)."""
-        params = {name: getattr(self, name) for name in self._parameter_constraints}
-        if isinstance(params["batch_size"], numbers.Integral) and params["batch_size"] == -1:
-            params["batch_size"] = 1  # skorch's "whole dataset"
         if isinstance(self.amp, str) and self.amp == "fp16":  # not a value: say where it lives
             raise ValueError(
                 "amp='fp16' needs a gradient scaler, which sk-cotuning leaves to accelerate: "
@@ -328,7 +340,7 @@ use_caching, torch_load_kwargs, **kwargs
                 "AccelerateMixin) with Accelerator(mixed_precision='fp16'), or amp='bf16' "
                 "(no scaler needed)."
             )
-        validate_params(self._parameter_constraints, params, type(self).__name__)
+        self._validate(self._parameter_constraints)
         check_device(self.requested_device)
         self._make_regularizer()  # validates the spec and its parameters
 

@@ -405,6 +405,10 @@ CASES = {
     "int64 0..255": (lambda c: fit(c, X=(c.X * 255).astype(np.int64)),
                      ("warns", "read as intensities in \\[0, 255\\]")),
     "initialize without classes": (lambda c: c.make().initialize(), (ValueError, "pass classes=")),
+    "views set after fit": (lambda c: fit(c).set_params(test_time_augmentation="five").predict(c.X),
+                            (ValueError, "'test_time_augmentation'")),
+    "eval_transform set after fit": (lambda c: fit(c).set_params(eval_transform=5).predict(c.X),
+                                     (ValueError, "'eval_transform'")),
     "partial_fit without y": (lambda c: fit(c).partial_fit(c.X), (ValueError, "requires y")),
     "predict before fit": (lambda c: c.make().predict(c.X), (NotFittedError, "not initialized|not fitted")),
     # --- image files and datasets
