@@ -321,10 +321,8 @@ use_caching, torch_load_kwargs, **kwargs
     _PREDICT_PARAMS = ("batch_size", "eval_transform", "test_time_augmentation",
                        "convert_image_arrays")
 
-    def _check_predict_params(self) -> None:
-        self._validate(self._PREDICT_PARAMS)
-
     def _validate(self, names: Any) -> None:
+        """Check the parameters ``names`` against ``_parameter_constraints``."""
         params = {name: getattr(self, name) for name in names}
         if isinstance(params.get("batch_size"), numbers.Integral) and params["batch_size"] == -1:
             params["batch_size"] = 1  # skorch's "whole dataset"

@@ -183,9 +183,10 @@ class FineTuningNetwork(nn.Module):
         try:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         except RuntimeError as exc:
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            if not any(key in str(exc) for key in ("size mismatch", "Missing key", "Unexpected key")):
+            text = str(exc)
+            if not any(key in text for key in ("size mismatch", "Missing key", "Unexpected key")):
                 raise
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
             detail = lines[1] if len(lines) > 1 else lines[0]
             if len(detail) > 300:
                 detail = detail[:300] + " ..."
@@ -241,10 +242,8 @@ class FineTuningNetwork(nn.Module):
         n, v = views.shape[:2]
         target, source, features = (
             t.reshape(n, v, *t.shape[1:]) for t in self.forward(views.flatten(0, 1)))
-        log_v = math.log(v)
-        mean_log_proba = lambda t: torch.logsumexp(t.float().log_softmax(-1), 1) - log_v  # noqa: E731
-        source = mean_log_proba(source) if source.shape[-1] else source[:, 0]
-        return NetworkOutput((mean_log_proba(target), source, features.float().mean(1)))
+        source = _mean_log_proba(source) if source.shape[-1] else source[:, 0]
+        return NetworkOutput((_mean_log_proba(target), source, features.float().mean(1)))
 
     def _forward(self, x: torch.Tensor) -> NetworkOutput:
         if self.channels_last and x.ndim == 4:
@@ -274,6 +273,11 @@ class FineTuningNetwork(nn.Module):
         target = self.target_head(f)
         source = self.source_head(f) if self.use_source_head else f.new_empty((f.shape[0], 0))
         return NetworkOutput((target, source, f))
+
+
+def _mean_log_proba(logits: torch.Tensor) -> torch.Tensor:
+    """``(N, V, K)`` logits of ``V`` views -> ``(N, K)`` log of their mean probability."""
+    return torch.logsumexp(logits.float().log_softmax(-1), 1) - math.log(logits.shape[1])
 
 
 @torch.compiler.disable  # a data-dependent check: run eagerly, not traced by torch.compile

@@ -28,8 +28,8 @@ import torch
 
 from sk_cotuning._skorch import store_raw
 
-__all__ = ["AutoDeviceMixin", "ResolvedDevice", "Runtime", "check_device", "resolve_device", "resolve_runtime",
-           "seed_from", "seeded"]
+__all__ = ["AutoDeviceMixin", "ResolvedDevice", "Runtime", "check_device", "resolve_device",
+           "resolve_runtime", "seed_from", "seeded"]
 
 
 def resolve_device(device: Any) -> Any:

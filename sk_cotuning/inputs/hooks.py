@@ -77,7 +77,7 @@ class InputsMixin:
         """
         if y is None:
             check_is_fitted(self)
-            self._check_predict_params()  # e.g. set on the fitted estimator
+            self._validate(self._PREDICT_PARAMS)  # e.g. set on the fitted estimator
         dataset = self._raw_dataset(X, y)
         if y is None and dataset is not X and self.test_time_augmentation is not None:
             views = TestTimeViews.for_dataset(
