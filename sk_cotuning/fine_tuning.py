@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
+from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch import nn
 from torch.utils.data import DataLoader
@@ -524,22 +525,36 @@ use_caching, torch_load_kwargs, **kwargs
     MIN_STEPS = 10
 
     def _warn_if_few_steps(self, X: Any) -> None:
-        """Warn when the whole fit makes too few optimiser steps to learn."""
+        """Warn when the whole fit makes too few optimiser steps to learn.
+
+        Counts the batches of the training part (after a ``ValidSplit``
+        takes its share) at the training batch size
+        (``iterator_train__batch_size`` if set; ``-1``, skorch's whole
+        dataset, is one batch).  ``max_epochs=0`` builds and prepares the
+        network without training, on purpose, and is not warned about.
+        """
         try:
             n = len(X)
         except TypeError:
             return
-        epochs, batch = self.max_epochs, self.batch_size
-        if not n or epochs < 1 or batch < 1:
+        epochs = self.max_epochs
+        iterator = self.get_params_for("iterator_train")
+        name = "iterator_train__batch_size" if "batch_size" in iterator else "batch_size"
+        given = iterator.get("batch_size", self.batch_size)
+        n_train = n - _validation_size(self.train_split, n)
+        if (epochs < 1 or n_train < 1 or not isinstance(given, numbers.Integral)
+                or (given < 1 and given != -1)):
             return
-        steps = math.ceil(n / batch) * epochs
+        batch = n_train if given == -1 else int(given)
+        steps = math.ceil(n_train / batch) * epochs
         if steps < self.MIN_STEPS:
             per_epoch = max(math.ceil(self.MIN_STEPS / epochs), 1)
+            held_out = f", {n - n_train} held out for validation" if n_train < n else ""
             warnings.warn(
-                f"This fit makes only {steps} optimiser step(s) ({n} samples, batch_size="
-                f"{batch}, max_epochs={epochs}): too few for the network to learn, so its "
-                f"accuracy may be near chance. Lower batch_size (e.g. to "
-                f"{max(n // per_epoch, 1)}) or raise max_epochs.",
+                f"This fit makes only {steps} optimiser step(s) ({n} samples{held_out}, "
+                f"{name}={given}, max_epochs={epochs}): too few for the network to "
+                f"learn, so its accuracy may be near chance. Lower {name} (e.g. to {max(n_train // per_epoch, 1)}) or "
+                f"raise max_epochs.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -651,3 +666,16 @@ use_caching, torch_load_kwargs, **kwargs
             body, head = self.optimizer_.param_groups[:2]
             body["lr"], head["lr"] = self._group_rates(self.lr)
         return super().set_params(**kwargs) if kwargs else self
+
+
+def _validation_size(train_split: Any, n: int) -> int:
+    """How many of ``n`` samples skorch's ``ValidSplit`` holds out (0 for no split
+    or a split whose size cannot be known before it runs, e.g. ``predefined_split``)."""
+    if not isinstance(train_split, ValidSplit):
+        return 0
+    cv = train_split.cv
+    if isinstance(cv, numbers.Integral) and cv > 1:
+        return math.ceil(n / cv)
+    if isinstance(cv, float) and 0 < cv < 1:
+        return math.ceil(n * cv)
+    return 0

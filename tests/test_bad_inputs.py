@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
+from skorch.dataset import ValidSplit
 from skorch.helper import SliceDataset
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -488,6 +489,17 @@ CASES = {
     "too few optimiser steps": (lambda c: fit(c, X=c.X[:30], y=c.y[:30], batch_size=48, max_epochs=3),
                                 ("warns", "only 3 optimiser step.*30 samples, batch_size=48, "
                                           "max_epochs=3.*Lower batch_size \\(e.g. to 7\\)")),
+    "too few steps in one whole-set batch": (
+        lambda c: fit(c, X=c.X[:30], y=c.y[:30], batch_size=-1, max_epochs=3),
+        ("warns", "only 3 optimiser step.*30 samples, batch_size=-1, max_epochs=3")),
+    "too few steps after the validation split": (
+        lambda c: fit(c, X=c.X[:30], y=c.y[:30], batch_size=4, max_epochs=1,
+                      train_split=ValidSplit(0.5)),
+        ("warns", "only 4 optimiser step.*30 samples, 15 held out for validation, "
+                  "batch_size=4, max_epochs=1.*to 1\)")),
+    "too few steps at the training batch size": (
+        lambda c: fit(c, X=c.X[:30], y=c.y[:30], iterator_train__batch_size=64, max_epochs=3),
+        ("warns", "only 3 optimiser step.*Lower iterator_train__batch_size")),
     "predefined validation arrays": (predefined_validation_arrays, "ok"),
     "ViT on 8 px arrays": (vit_on_small_arrays,
                            (ValueError, "built for 224x224 px inputs: resize array inputs")),
