@@ -481,6 +481,37 @@ class CategoryRelationship(TransformerMixin, BaseEstimator):
         self._check_outputs(X)
         return self._source_proba(X) @ self.target_given_source_
 
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the columns :meth:`transform` returns, one per target class.
+
+        Also what makes ``set_output(transform="pandas")`` work.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against the source class names seen in :meth:`fit`
+            (``feature_names_in_``), if any; not used otherwise.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects, shape (n_classes,)
+            ``"categoryrelationship_<class>"`` for each of ``classes_``.
+        """
+        check_is_fitted(self)
+        if input_features is not None:
+            given = np.asarray(input_features, dtype=object)
+            seen = getattr(self, "feature_names_in_", None)
+            if len(given) != self.n_features_in_ or (
+                    seen is not None and not np.array_equal(given, seen)):
+                raise ValueError(
+                    f"input_features should be the {self.n_features_in_} source class "
+                    f"name(s) seen in fit"
+                    + ("" if seen is None else f" ({seen[:5].tolist()}...)")
+                    + f", got {len(given)} name(s)."
+                )
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}_{label}" for label in self.classes_], dtype=object)
+
     def soft_targets(self, y: Any) -> np.ndarray:
         """The Co-Tuning soft labels: rows of ``relationship_`` for labels ``y``.
 

@@ -264,3 +264,21 @@ def test_transform_checks_feature_count():
     rel = CategoryRelationship().fit(np.zeros((4, 3)), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="3 features"):
         rel.transform(np.zeros((2, 5)))
+
+
+def test_feature_names_out_name_the_target_classes_and_enable_pandas_output():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(30, 4))
+    y = np.array(["cat", "dog", "emu"])[np.arange(30) % 3]
+    X = pd.DataFrame(logits, columns=["s0", "s1", "s2", "s3"])
+    rel = CategoryRelationship().set_output(transform="pandas").fit(X, y)
+    names = ["categoryrelationship_cat", "categoryrelationship_dog", "categoryrelationship_emu"]
+    assert rel.get_feature_names_out().tolist() == names
+    assert rel.get_feature_names_out(["s0", "s1", "s2", "s3"]).tolist() == names
+    out = rel.transform(X)
+    assert list(out.columns) == names
+    expected = softmax(logits, axis=1) @ rel.target_given_source_
+    np.testing.assert_allclose(out.to_numpy(), expected)
+    with pytest.raises(ValueError, match="4 source class name"):
+        rel.get_feature_names_out(["a", "b"])
