@@ -202,3 +202,24 @@ def test_available_backbones_lists_builtin_torchvision_and_timm():
     assert [n for n in names if n.startswith("timm/")] == [f"timm/{m}" for m in timm.list_models()]
     assert not any(n.startswith("timm/") for n in available_backbones(include_timm=False))
 
+
+
+def test_a_sequential_ending_in_linear_has_that_layer_as_its_head():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Sequential(nn.Dropout(0.0), nn.Linear(4, 7)),
+    )
+    head = model[4][1]
+    x = torch.rand(2, 3, 8, 8)
+    features_expected = model[:4](x)
+    backbone = build_backbone(model, None, None)
+    torch.testing.assert_close(backbone.source_head.weight, head.weight)
+    torch.testing.assert_close(backbone.source_head.bias, head.bias)
+    torch.testing.assert_close(backbone.features(x), features_expected)
+
+
+def test_a_sequential_without_a_final_linear_says_what_it_ends_in():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="ends in Flatten \\(at '2'\\).*source_head="):
+        build_backbone(model, None, None)

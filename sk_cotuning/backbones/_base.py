@@ -95,11 +95,21 @@ def set_submodule(model: nn.Module, path: str, value: nn.Module) -> None:
     setattr(parent, name, value)
 
 
+def _last_in_sequence(module: nn.Module, path: str) -> tuple[nn.Module, str]:
+    """Follow the last child through (nested) ``Sequential``/``ModuleList``s."""
+    while isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module):
+        name = list(module._modules)[-1]
+        module = module._modules[name]
+        path = f"{path}.{name}" if path else name
+    return module, path
+
+
 def find_head(model: nn.Module) -> str:
     """Find the dotted path of a classification model's final Linear layer.
 
-    Looks, in order, at the attributes :data:`HEAD_ATTRIBUTES`; into a
-    ``Sequential`` it follows the last child.
+    Looks, in order, at the attributes :data:`HEAD_ATTRIBUTES`, following
+    the last child of a ``Sequential``; a model that is itself a
+    ``Sequential`` ending in an ``nn.Linear`` has that layer as its head.
 
     Raises
     ------
@@ -110,10 +120,7 @@ def find_head(model: nn.Module) -> str:
         module = getattr(model, attr, None)
         if not isinstance(module, nn.Module):
             continue
-        path = attr
-        while isinstance(module, (nn.Sequential, nn.ModuleList)) and len(module):
-            name = list(module._modules)[-1]
-            module, path = module._modules[name], f"{path}.{name}"
+        module, path = _last_in_sequence(module, attr)
         if isinstance(module, nn.Linear):
             return path
         raise ValueError(
@@ -122,11 +129,21 @@ def find_head(model: nn.Module) -> str:
             f"{SUPPORTED_FAMILIES}; for another model pass backbone=<nn.Module> with "
             f"source_head='<path of its final nn.Linear>'."
         )
+    if isinstance(model, nn.Sequential) and len(model):
+        last, path = _last_in_sequence(model, "")
+        if isinstance(last, nn.Linear):
+            return path
+        raise ValueError(
+            f"The {type(model).__name__} model ends in {type(last).__name__} (at "
+            f"{path!r}), not an nn.Linear classifier, so it has no source head for "
+            f"Co-Tuning: end it with its pre-trained nn.Linear, or pass "
+            f"source_head='<path of that nn.Linear>'."
+        )
     raise ValueError(
         f"No Linear classifier head found on {type(model).__name__} (looked for "
-        f"{', '.join(HEAD_ATTRIBUTES)}). Supported families: {SUPPORTED_FAMILIES}; "
-        f"for another model pass backbone=<nn.Module> with source_head='<path of its "
-        f"final nn.Linear>'."
+        f"{', '.join(HEAD_ATTRIBUTES)}, and the last layer of a Sequential). Supported "
+        f"families: {SUPPORTED_FAMILIES}; for another model pass backbone=<nn.Module> "
+        f"with source_head='<path of its final nn.Linear>'."
     )
 
 
