@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
+from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch import nn
@@ -518,6 +519,7 @@ use_caching, torch_load_kwargs, **kwargs
         if is_path_list(X):
             check_paths(X)  # a missing file is reported before the network is built
         self._warn_if_few_steps(X)
+        self._warn_if_two_schedules()
         with seeded(self.random_state):
             return super().fit(X, y, **fit_params)
 
@@ -558,6 +560,25 @@ use_caching, torch_load_kwargs, **kwargs
                 UserWarning,
                 stacklevel=3,
             )
+
+    def _warn_if_two_schedules(self) -> None:
+        """Warn when ``callbacks`` hold an ``LRScheduler`` besides ``lr_schedule``'s."""
+        if self.lr_schedule is None or not isinstance(self.callbacks, (list, tuple)):
+            return
+        for callback in self.callbacks:
+            if isinstance(callback, tuple) and len(callback) == 2:
+                callback = callback[1]
+            if isinstance(callback, LRScheduler) or (
+                    isinstance(callback, type) and issubclass(callback, LRScheduler)):
+                warnings.warn(
+                    f"callbacks hold an LRScheduler while lr_schedule="
+                    f"{self.lr_schedule!r} also schedules the learning rate: both apply, "
+                    f"each scaling the rate the other set. Pass lr_schedule=None to "
+                    f"train with your scheduler alone.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return
 
     def partial_fit(self, X: Any, y: Any = None, classes: Any = None, **fit_params: Any):
         """Train on (X, y) for ``max_epochs`` without re-initialising a fitted net.

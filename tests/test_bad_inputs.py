@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
+from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
 from skorch.helper import SliceDataset
 from torch import nn
@@ -500,6 +501,9 @@ CASES = {
     "too few steps at the training batch size": (
         lambda c: fit(c, X=c.X[:30], y=c.y[:30], iterator_train__batch_size=64, max_epochs=3),
         ("warns", "only 3 optimiser step.*Lower iterator_train__batch_size")),
+    "two learning-rate schedules": (
+        lambda c: fit(c, callbacks=[LRScheduler("StepLR", step_size=1)]),
+        ("warns", "LRScheduler while lr_schedule='cosine'.*lr_schedule=None")),
     "predefined validation arrays": (predefined_validation_arrays, "ok"),
     "ViT on 8 px arrays": (vit_on_small_arrays,
                            (ValueError, "built for 224x224 px inputs: resize array inputs")),
