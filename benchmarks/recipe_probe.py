@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sk_cotuning import FineTuningClassifier, sample_rate_indices
+from sk_cotuning import CategoryRelationship, FineTuningClassifier, sample_rate_indices
 from sk_cotuning.regularization import DELTA, CoTuning
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +54,10 @@ CANDIDATES = {
     "Co-Tuning T=1": (lambda: CoTuning(soft_target_temperature=1.0), None),
     "Co-Tuning T=1 + clip 5": (lambda: CoTuning(soft_target_temperature=1.0), 5.0),
     "Co-Tuning T=2 + clip 5": (lambda: CoTuning(soft_target_temperature=2.0), 5.0),
+    # the relationship's method at the estimators' defaults (clipping at 5 included)
+    "Co-Tuning direct (default) + clip 5": (lambda: CoTuning(), 5.0),
+    "Co-Tuning reverse + clip 5": (
+        lambda: CoTuning(relationship=CategoryRelationship(method="reverse")), 5.0),
     # DELTA's weight on its per-element (mean) distance: which order of magnitude
     **{f"DELTA alpha={a:g} + clip 5": ((lambda a=a: DELTA(alpha=a)), 5.0)
        for a in (0.001, 0.003, 0.01, 0.1, 1.0, 10.0)},

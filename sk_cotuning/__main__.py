@@ -81,10 +81,16 @@ def fashion_main(argv: list[str]) -> int:
     parser.add_argument("--size", type=positive_int, default=64,
                         help="input side in pixels (default 64)")
     parser.add_argument("--test-size", type=positive_int, default=2000, help="default 2000")
+    parser.add_argument("--trade-off", type=nonnegative_float, default=2.3,
+                        help="Co-Tuning loss weight (default 2.3)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's); results repeat "
+                        "exactly for a given count, not across counts")
     parser.add_argument("--data-home", default=None,
                         help="folder with the Fashion-MNIST idx files (default: Debian's)")
     parser.add_argument("--out", default="cotuning-output",
                         help="output folder (default cotuning-output)")
+    parser.add_argument("--quiet", action="store_true", help="print only the final report")
     args = parser.parse_args(argv)
     if args.per_class > FASHION_PER_CLASS:
         parser.error(f"argument --per-class: at most {FASHION_PER_CLASS} (each Fashion-MNIST "
@@ -97,11 +103,15 @@ def fashion_main(argv: list[str]) -> int:
     )
 
     config = FashionConfig(per_class=args.per_class, seeds=args.seeds, epochs=args.epochs,
-                           lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, size=args.size, test_size=args.test_size, data_home=args.data_home,
-                           out=args.out)
-    print(f"Fitting fine-tuning and Co-Tuning on {args.seeds} paired seeds "
-          f"({args.per_class} Fashion-MNIST images per class, {args.size} px)...", flush=True)
-    results = run_fashion(config, progress=lambda line: print(line, flush=True))
+                           lr=args.lr, backbone_lr_mult=args.backbone_lr_mult, size=args.size,
+                           test_size=args.test_size, data_home=args.data_home, out=args.out,
+                           trade_off=args.trade_off, threads=args.threads)
+    if not args.quiet:
+        print(f"Fitting fine-tuning and Co-Tuning on {args.seeds} paired seeds "
+              f"({args.per_class} Fashion-MNIST images per class, {args.size} px)...",
+              flush=True)
+    progress = None if args.quiet else (lambda line: print(line, flush=True))
+    results = run_fashion(config, progress=progress)
     print()
     print(format_fashion_report(results))
     return 0

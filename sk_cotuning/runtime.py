@@ -29,7 +29,7 @@ import torch
 from sk_cotuning._skorch import store_raw
 
 __all__ = ["AutoDeviceMixin", "ResolvedDevice", "Runtime", "check_device", "resolve_device",
-           "resolve_runtime", "seed_from", "seeded"]
+           "resolve_runtime", "seed_from", "seeded", "torch_threads"]
 
 
 def resolve_device(device: Any) -> Any:
@@ -122,6 +122,22 @@ def seeded(random_state: Any) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Compute with ``threads`` CPU threads inside the block (``None``: unchanged).
+
+    Floating-point sums run in another order with another thread count, so a
+    training run repeats exactly for a given count, not across counts.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class ResolvedDevice(str):

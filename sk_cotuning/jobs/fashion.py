@@ -29,6 +29,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from sk_cotuning.co_tuning import CoTuningClassifier
+from sk_cotuning.regularization.co_tuning import DEFAULT_TRADE_OFF
+from sk_cotuning.runtime import torch_threads
 from sk_cotuning.datasets import (
     FASHION_MNIST_CLASSES,
     load_fashion_mnist,
@@ -79,6 +81,12 @@ class FashionConfig:
         Where the idx files are (``None``: ``$SK_COTUNING_DATA``, then Debian's).
     out : str
         Output folder for the JSON results and the figure.
+    trade_off : float
+        Co-Tuning's loss weight (fine-tuning is Co-Tuning at ``0``).
+    threads : int or None
+        CPU threads torch computes with during the job (``None``: torch's
+        default).  Training at this rate repeats exactly for a given number
+        of threads, not across them.
     """
 
     per_class: int = 10
@@ -91,6 +99,8 @@ class FashionConfig:
     test_size: int = 2000
     data_home: str | None = None
     out: str = "cotuning-output"
+    trade_off: float = DEFAULT_TRADE_OFF
+    threads: int | None = None
 
 
 def run_fashion(config: FashionConfig | None = None,
@@ -121,23 +131,25 @@ def run_fashion(config: FashionConfig | None = None,
     acc: dict[str, list[float]] = {FINE_TUNING: [], CO_TUNING: []}
     relationships, source_classes, leep = [], None, []
     start = time.perf_counter()
-    for seed in range(config.seeds):
-        idx = sample_rate_indices(y_pool, rate, random_state=seed)
-        X_train, y_train = resize_images(X_pool[idx], config.size), y_pool[idx]
-        line = f"[seed {seed + 1}/{config.seeds}] {len(idx)} training images:"
-        for name, method in ((FINE_TUNING, {"trade_off": 0.0}), (CO_TUNING, {})):
-            clf = CoTuningClassifier("efficientnet_lite0", **method, lr=config.lr,
-                                     backbone_lr_mult=config.backbone_lr_mult,
-                                     max_epochs=config.epochs, batch_size=config.batch_size,
-                                     iterator_valid__batch_size=256, random_state=seed,
-                                     verbose=0)
-            clf.fit(X_train, y_train)
-            acc[name].append(float(clf.score(X_test, y_all)))
-            line += f"  {name} {100 * acc[name][-1]:.2f}%"
-            if name == CO_TUNING:
-                relationships.append(clf.relationship_.relationship_)
-                source_classes, leep = clf.source_classes_, leep + [clf.leep_]
-        say(line + f"  ({time.perf_counter() - start:.0f}s)")
+    methods = ((FINE_TUNING, 0.0), (CO_TUNING, config.trade_off))
+    with torch_threads(config.threads):
+        for seed in range(config.seeds):
+            idx = sample_rate_indices(y_pool, rate, random_state=seed)
+            X_train, y_train = resize_images(X_pool[idx], config.size), y_pool[idx]
+            line = f"[seed {seed + 1}/{config.seeds}] {len(idx)} training images:"
+            for name, trade_off in methods:
+                clf = CoTuningClassifier("efficientnet_lite0", trade_off=trade_off, lr=config.lr,
+                                         backbone_lr_mult=config.backbone_lr_mult,
+                                         max_epochs=config.epochs, batch_size=config.batch_size,
+                                         iterator_valid__batch_size=256, random_state=seed,
+                                         verbose=0)
+                clf.fit(X_train, y_train)
+                acc[name].append(float(clf.score(X_test, y_all)))
+                line += f"  {name} {100 * acc[name][-1]:.2f}%"
+                if name == CO_TUNING:
+                    relationships.append(clf.relationship_.relationship_)
+                    source_classes, leep = clf.source_classes_, leep + [clf.leep_]
+            say(line + f"  ({time.perf_counter() - start:.0f}s)")
     R = np.mean(relationships, axis=0)
     summary = paired_summary(np.array(acc[FINE_TUNING]), np.array(acc[CO_TUNING]),
                              len(idx), time.perf_counter() - start)
@@ -181,7 +193,8 @@ def format_fashion_report(results: dict) -> str:
         f"Co-Tuning vs fine-tuning, EfficientNet-Lite0 (ImageNet-1k) -> Fashion-MNIST: "
         f"{c['per_class']} images per class ({s['n_train']}), {c['size']} px, "
         f"{c['seeds']} paired seeds, {c['test_size']} test images, lr {c['lr']:g}, "
-        f"backbone x{c['backbone_lr_mult']:g}",
+        f"backbone x{c['backbone_lr_mult']:g}, trade_off {c.get('trade_off', DEFAULT_TRADE_OFF):g}"
+        + (f", {c['threads']} thread(s)" if c.get("threads") else ""),
         "",
         *comparison_lines(s),
         f"LEEP of the source model: {s['leep_mean']:.3f}",
