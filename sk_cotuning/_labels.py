@@ -20,7 +20,12 @@ def check_fit_targets(y: Any, name: str) -> np.ndarray:
         ``y`` is None, empty, not a classification target, or has one class.
     """
     if y is None:
-        raise ValueError(f"{name} requires y to be passed, but the target y is None.")
+        raise ValueError(
+            f"{name} requires y to be passed, but the target y is None. Pass the labels "
+            f"of X as y; a torch Dataset that yields (image, label) pairs goes in as "
+            f"skorch.helper.SliceDataset(dataset) with y=np.array([label for _, label in "
+            f"dataset]) (for an ImageFolder: y=np.array(dataset.targets))."
+        )
     y = column_or_1d(y, warn=True)
     _check_no_missing(y)
     try:

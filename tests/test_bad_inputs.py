@@ -362,6 +362,10 @@ CASES = {
     "custom module, opt out": (opt_out_passes_arrays_through, "ok"),
     # --- labels
     "y None": (lambda c: c.make().fit(c.X, None), (ValueError, "requires y")),
+    "a torch Dataset without y": (
+        lambda c: c.make().fit(torch.utils.data.TensorDataset(
+            torch.as_tensor(c.X), torch.arange(len(c.X)) % 2), None),
+        (ValueError, "requires y.*SliceDataset\\(dataset\\) with y=")),
     "y length": (lambda c: fit(c, y=c.y[:10]), (ValueError, "inconsistent numbers of samples")),
     "one class": (lambda c: fit(c, y=np.full(60, "cat")), (ValueError, "at least 2 classes")),
     "continuous y": (lambda c: fit(c, y=np.linspace(0, 1, 60)), (ValueError, "Unknown label type")),
