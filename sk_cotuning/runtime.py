@@ -14,7 +14,8 @@
 - :func:`resolve_runtime`: the device, autocast dtype and channels-last
   choice of one fit, from the parameters.
 - :func:`seeded` and :func:`seed_from`: the one seeding idiom, used by the
-  estimators, the regularisers and the bundled model's training.
+  estimators, the regularisers and the bundled model's training;
+  :func:`torch_threads`: the CPU thread count of a block (the jobs' ``--threads``).
 """
 
 from __future__ import annotations
