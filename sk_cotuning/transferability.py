@@ -63,16 +63,24 @@ def _check_matrix(X: Any, name: str, what: str) -> np.ndarray:
     return X
 
 
-def logme_score(features: Any, y: Any, *, max_iter: int = 100, tol: float = 1e-6) -> float:
+def logme_score(features: Any, y: Any) -> float:
     """LogME: the maximum log evidence of the labels given the features.
 
     For each class ``k`` the one-hot column ``y_k`` is modelled as
     ``y_k = F w + e`` with prior ``w ~ N(0, I / alpha)`` and noise
-    ``e ~ N(0, I / beta)``; ``alpha`` and ``beta`` maximise the evidence
-    ``log p(y_k | F, alpha, beta)`` (MacKay's fixed point, computed from one
-    SVD of ``F``).  The score is that maximum, divided by ``n_samples`` and
-    averaged over classes (You et al., "LogME: Practical Assessment of
-    Pre-trained Models for Transfer Learning", ICML 2021).
+    ``e ~ N(0, I / beta)``, so ``y_k ~ N(0, F F^T / alpha + I / beta)``; the
+    score is the largest log density that ``alpha`` and ``beta`` reach,
+    divided by ``n_samples`` and averaged over classes (You et al., "LogME:
+    Practical Assessment of Pre-trained Models for Transfer Learning", ICML
+    2021).  Computed from one SVD of ``F``: for each ratio
+    ``lambda = alpha / beta`` the best ``alpha`` is closed-form, and the
+    remaining one-dimensional maximum over ``lambda`` is found on a grid
+    and refined.  With no more samples than features (the usual case when
+    labels are scarce) the labels can lie in the span of ``F``, and the
+    supremum may be the noise-free limit ``beta -> infinity``: it is
+    returned as the finite limit it is, where the paper's fixed-point
+    iteration (which this matches wherever it converges) diverges, and
+    the reference code stops at a bound set by its ``1e-5`` guard.
 
     Parameters
     ----------
@@ -80,10 +88,6 @@ def logme_score(features: Any, y: Any, *, max_iter: int = 100, tol: float = 1e-6
         A model's penultimate features on the target training data.
     y : array-like of shape (n_samples,)
         Target labels (at least two classes).
-    max_iter : int, default=100
-        Fixed-point iterations per class (it typically converges in < 10).
-    tol : float, default=1e-6
-        Stop when ``alpha`` and ``beta`` change by less than this, relatively.
 
     Returns
     -------
@@ -103,34 +107,59 @@ def logme_score(features: Any, y: Any, *, max_iter: int = 100, tol: float = 1e-6
     """
     F = _check_matrix(features, "logme_score", "features")
     codes, n_classes = _check_labels(y, len(F), "logme_score")
-    n, d = F.shape
+    n = len(F)
     u, s, _ = np.linalg.svd(F, full_matrices=False)
-    sigma = s**2  # eigenvalues of F^T F (the nonzero ones, and zeros up to min(n, d))
+    sigma = s**2  # the nonzero eigenvalues of F F^T (up to min(n, d) of them)
+    kept = sigma > sigma.max(initial=0.0) * max(F.shape) * np.finfo(np.float64).eps
+    sigma, u = sigma[kept], u[:, kept]
     total = 0.0
     for k in range(n_classes):
         target = (codes == k).astype(np.float64)
-        z = u.T @ target  # the labels in the basis of F's left singular vectors
-        outside = max(float(target @ target - z @ z), 0.0)  # |y|^2 outside F's column space
-        alpha, beta = 1.0, 1.0
-        for _ in range(max_iter):
-            denom = alpha + beta * sigma
-            gamma = float(np.sum(beta * sigma / denom))
-            m2 = float(np.sum((beta * s * z / denom) ** 2))  # |m|^2, m the posterior mean
-            residual = float(np.sum((alpha * z / denom) ** 2)) + outside  # |F m - y|^2
-            new_alpha = gamma / max(m2, 1e-300)
-            new_beta = (n - gamma) / max(residual, 1e-300)
-            done = (abs(new_alpha - alpha) <= tol * alpha and abs(new_beta - beta) <= tol * beta)
-            alpha, beta = new_alpha, new_beta
-            if done:
-                break
-        denom = alpha + beta * sigma
-        m2 = float(np.sum((beta * s * z / denom) ** 2))
-        residual = float(np.sum((alpha * z / denom) ** 2)) + outside
-        log_det = float(np.sum(np.log(denom))) + (d - len(sigma)) * np.log(alpha)
-        evidence = (n * np.log(beta) + d * np.log(alpha) - n * np.log(2 * np.pi)
-                    - beta * residual - alpha * m2 - log_det) / 2
-        total += evidence / n
+        z2 = (u.T @ target) ** 2  # the labels in the basis of F's left singular vectors
+        # |y|^2 outside F's column space (none when F spans all n dimensions)
+        outside = 0.0 if len(sigma) == n else max(float(target @ target - z2.sum()), 0.0)
+        total += _max_log_evidence(sigma, z2, outside, float(target @ target), n) / n
     return float(total / n_classes)
+
+
+def _max_log_evidence(sigma: np.ndarray, z2: np.ndarray, outside: float, norm2: float,
+                      n: int) -> float:
+    """``max over alpha, beta of log N(y; 0, F F^T / alpha + I / beta)``.
+
+    In the eigenbasis of ``F F^T`` (eigenvalues ``sigma``, squared label
+    coordinates ``z2``; ``outside`` the labels' squared norm in the null
+    space, of dimension ``n - len(sigma)``) and with ``lambda = alpha /
+    beta``, the best ``alpha`` is ``n / Q(lambda)``, ``Q = sum z2 / (sigma +
+    lambda) + outside / lambda``, which leaves a function of ``lambda``
+    alone.  Its maximum is sought on a grid of ``log lambda``, refined by
+    bounded Brent, and compared with both limits: ``lambda -> 0`` (no
+    noise; finite only when ``F`` spans all ``n`` dimensions) and
+    ``lambda -> infinity`` (features ignored: pure noise).
+    """
+    from scipy.optimize import minimize_scalar
+
+    r = len(sigma)
+    constant = -0.5 * n * (np.log(2 * np.pi) + 1.0)
+
+    def profile(log_lam: np.ndarray) -> np.ndarray:
+        lam = np.exp(np.atleast_1d(log_lam))[:, None]
+        q = (z2 / (sigma + lam)).sum(axis=1) + outside / lam[:, 0]
+        return (-0.5 * np.log(sigma + lam).sum(axis=1) - 0.5 * (n - r) * np.log(lam[:, 0])
+                + 0.5 * n * np.log(n / q))
+
+    candidates = [-0.5 * n * np.log(norm2 / n)]  # lambda -> infinity
+    if r == n:  # lambda -> 0: the labels are fitted without noise
+        candidates.append(-0.5 * np.log(sigma).sum() + 0.5 * n * np.log(n / (z2 / sigma).sum()))
+    if r:
+        top = np.log(sigma.max())
+        grid = np.arange(top - 36.0, top + 12.0, 0.25)  # down to ~1e-16 of the top eigenvalue
+        values = profile(grid)
+        best = int(np.nanargmax(values))
+        lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+        refined = minimize_scalar(lambda x: -profile(x)[0], bounds=(lo, hi), method="bounded",
+                                  options={"xatol": 1e-10})
+        candidates += [values[best], -refined.fun]
+    return float(max(candidates) + constant)
 
 
 def h_score(features: Any, y: Any) -> float:
