@@ -185,6 +185,8 @@ def rank_backbones(
             for score in scores:
                 function, field = SCORES[score]
                 row[score] = float(function(outputs[field], y))
+                if not np.isfinite(row[score]):  # never a silent NaN in the table
+                    raise FloatingPointError(f"{score} came out {row[score]} on its outputs")
             row["error"] = None
         except Exception as exc:  # noqa: BLE001 - reported per candidate, the rest still run
             for score in scores:

@@ -68,6 +68,26 @@ def test_features_with_nan_are_reported_for_that_candidate(digits):
     assert ranking["candidate"][1] == "nan" and "NaN or infinity" in ranking["error"][1]
 
 
+def test_a_score_that_is_not_finite_is_reported_never_tabled(digits, monkeypatch):
+    from sk_cotuning import ranking as module
+
+    X, y = digits
+    leep, field = module.SCORES["leep"]
+    calls = []
+
+    def nan_first(outputs, labels):  # NaN for the first candidate only
+        calls.append(1)
+        return float("nan") if len(calls) == 1 else leep(outputs, labels)
+
+    monkeypatch.setitem(module.SCORES, "leep", (nan_first, field))
+    with pytest.warns(UserWarning, match="'first' could not be scored.*leep came out nan"):
+        ranking = rank_backbones({"first": "glyphnet", "second": "glyphnet"}, X, y,
+                                 scores=("logme", "leep"), verbose=0)
+    assert ranking["candidate"] == ["second", "first"]
+    assert ranking["error"][0] is None and np.isfinite(ranking["leep"][0])
+    assert "leep came out nan" in ranking["error"][1]
+
+
 @pytest.mark.parametrize("candidates, y_kind, error, match", [
     ([], "ok", ValueError, "candidates is empty"),
     ("glyphnet", "ok", TypeError, "candidates must be a list"),
