@@ -56,6 +56,17 @@ def test_logme_when_the_labels_lie_in_the_span_of_the_features(seed):
     assert score == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_logme_on_rank_deficient_features_at_any_scale(scale):
+    rng = np.random.default_rng(7)
+    y = np.arange(16) % 2
+    F = scale * rng.normal(size=(16, 1)) @ np.ones((1, 6))  # rank 1, six equal columns
+    starts = [(a + 2 * np.log(scale), b) for a in (-5.0, 0.0, 5.0) for b in (-2.0, 0.0, 5.0)]
+    expected = np.mean([max_log_evidence(F, (y == k).astype(float), starts) / 16
+                        for k in range(2)])
+    assert logme_score(F, y) == pytest.approx(expected, rel=1e-6)
+
+
 def reference_logme(F, y):
     """A transcription of the paper's Algorithm 1 with explicit matrices (no SVD
     shortcuts): A = alpha I + beta F^T F, m = beta A^-1 F^T y."""
