@@ -21,7 +21,7 @@ def max_log_evidence(F, target, starts=((0.0, 0.0),)):
     n = len(F)
 
     def negative(log_params):
-        alpha, beta = np.exp(log_params)
+        alpha, beta = np.exp(np.clip(log_params, -60.0, 60.0))
         cov = np.eye(n) / beta + F @ F.T / alpha
         return -multivariate_normal(np.zeros(n), cov, allow_singular=False).logpdf(target)
 
