@@ -143,3 +143,15 @@ def test_figures_name_every_source_class_and_hide_no_point():
     legend = ax.get_legend().get_window_extent()
     assert legend.y1 <= ax.get_window_extent().y0  # below the axes, over no point
     plt.close("all")
+
+
+def test_one_seed_reports_no_spread_rather_than_zero():
+    from sk_cotuning.jobs.digits import comparison_lines, paired_summary
+
+    one = paired_summary(np.array([0.80]), np.array([0.85]), n_train=60, seconds=1.0)
+    assert one["fine_tuning_std"] is None and one["paired_difference_se"] is None
+    text = "\n".join(comparison_lines(one))
+    assert "± 0.00" not in text and "80.00 (one seed)" in text
+    assert "+5.00 points (one seed: no standard error)" in text
+    two = paired_summary(np.array([0.80, 0.90]), np.array([0.85, 0.90]), 60, 1.0)
+    assert "± 2.50 points (mean ± s.e.)" in "\n".join(comparison_lines(two))  # sd 3.54 / sqrt 2

@@ -162,17 +162,23 @@ def paired_summary(ft: np.ndarray, co: np.ndarray, n_train: int, seconds: float)
     ----------
     ft, co : ndarray of shape (n_seeds,)
         Accuracies of fine-tuning and Co-Tuning, paired by seed.
+
+    Returns
+    -------
+    summary : dict
+        The standard deviations and the standard error are ``None`` for a
+        single seed (one value has no spread; ``0`` would claim it has none).
     """
     diff = co - ft
     n = len(diff)
     return {
         "n_train": int(n_train),
         "fine_tuning_mean": float(ft.mean()),
-        "fine_tuning_std": float(ft.std(ddof=1)) if n > 1 else 0.0,
+        "fine_tuning_std": float(ft.std(ddof=1)) if n > 1 else None,
         "cotuning_mean": float(co.mean()),
-        "cotuning_std": float(co.std(ddof=1)) if n > 1 else 0.0,
+        "cotuning_std": float(co.std(ddof=1)) if n > 1 else None,
         "paired_difference_mean": float(diff.mean()),
-        "paired_difference_se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "paired_difference_se": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
         "wins": int((diff > 0).sum()),
         "ties": int((diff == 0).sum()),
         "losses": int((diff < 0).sum()),
@@ -201,14 +207,20 @@ def _figure(R: np.ndarray, acc: dict[str, list[float]], path: Path) -> Path:
 def comparison_lines(summary: dict) -> list[str]:
     """The accuracy table and the paired difference of a fine-tuning/Co-Tuning comparison."""
     s = summary
+
+    def spread(value: float | None) -> str:
+        return f" ± {100 * value:.2f}" if value is not None else " (one seed)"
+
+    se = s["paired_difference_se"]
     return [
         f"{'method':<14}{'accuracy (%)':>22}",
-        f"{FINE_TUNING:<14}{100 * s['fine_tuning_mean']:>14.2f} ± {100 * s['fine_tuning_std']:.2f}",
-        f"{CO_TUNING:<14}{100 * s['cotuning_mean']:>14.2f} ± {100 * s['cotuning_std']:.2f}",
+        f"{FINE_TUNING:<14}{100 * s['fine_tuning_mean']:>14.2f}{spread(s['fine_tuning_std'])}",
+        f"{CO_TUNING:<14}{100 * s['cotuning_mean']:>14.2f}{spread(s['cotuning_std'])}",
         "",
         f"paired difference (Co-Tuning - fine-tuning): {100 * s['paired_difference_mean']:+.2f} "
-        f"± {100 * s['paired_difference_se']:.2f} points (mean ± s.e.); "
-        f"wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}",
+        + (f"± {100 * se:.2f} points (mean ± s.e.); " if se is not None
+           else "points (one seed: no standard error); ")
+        + f"wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}",
         f"error-rate reduction: {100 * s['error_rate_reduction']:.1f}%",
     ]
 
@@ -228,7 +240,7 @@ def format_report(results: dict) -> str:
     s, c = results["summary"], results["config"]
     lines = [
         f"Co-Tuning vs fine-tuning on the UCI digits: {100 * c['rate']:g}% sampling rate "
-        f"({s['n_train']} training images), {c['seeds']} paired seeds, {c['test_size']} test images",
+        f"({s['n_train']} training images), {c['seeds']} paired seed{'s' * (c['seeds'] != 1)}, {c['test_size']} test images",
         "",
         *comparison_lines(s),
         "",

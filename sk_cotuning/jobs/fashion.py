@@ -192,7 +192,8 @@ def format_fashion_report(results: dict) -> str:
     lines = [
         f"Co-Tuning vs fine-tuning, EfficientNet-Lite0 (ImageNet-1k) -> Fashion-MNIST: "
         f"{c['per_class']} images per class ({s['n_train']}), {c['size']} px, "
-        f"{c['seeds']} paired seeds, {c['test_size']} test images, lr {c['lr']:g}, "
+        f"{c['seeds']} paired seed{'s' * (c['seeds'] != 1)}, {c['test_size']} test images, "
+        f"lr {c['lr']:g}, "
         f"backbone x{c['backbone_lr_mult']:g}, trade_off {c.get('trade_off', DEFAULT_TRADE_OFF):g}"
         + (f", {c['threads']} thread(s)" if c.get("threads") else ""),
         "",
