@@ -13,9 +13,12 @@ included) before torch is imported or anything trains.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 #: Fashion-MNIST's training split holds 6000 images of every class
 FASHION_PER_CLASS = 6000
@@ -48,6 +51,23 @@ def positive_float(text: str) -> float:
 
 def nonnegative_float(text: str) -> float:
     return _parsed("a number >= 0", float, lambda v: 0 <= v < float("inf"), text)
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Inside a job, each distinct warning once, as ``warning: <message>`` on stderr
+    (not Python's two lines pointing into the package's source)."""
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in seen:  # the same advice for every seed is said once
+            seen.add(str(message))
+            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _check_out(parser: argparse.ArgumentParser, out: str) -> None:
@@ -111,7 +131,8 @@ def fashion_main(argv: list[str]) -> int:
               f"({args.per_class} Fashion-MNIST images per class, {args.size} px)...",
               flush=True)
     progress = None if args.quiet else (lambda line: print(line, flush=True))
-    results = run_fashion(config, progress=progress)
+    with _one_line_warnings():
+        results = run_fashion(config, progress=progress)
     print()
     print(format_fashion_report(results))
     return 0
@@ -153,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Fitting fine-tuning and Co-Tuning on {args.seeds} paired seeds "
               f"({100 * args.rate:g}% of the digits' training split)...", flush=True)
     progress = None if args.quiet else (lambda line: print(line, flush=True))
-    results = run_demo(config, progress=progress)
+    with _one_line_warnings():
+        results = run_demo(config, progress=progress)
     print()
     print(format_report(results))
     return 0
