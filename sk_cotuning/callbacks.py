@@ -22,6 +22,7 @@ from sk_cotuning.inputs.conversion import dataset_labels
 
 __all__ = [
     "GradientClipping",
+    "PortableLRScheduler",
     "PrepareRegularizer",
     "PreparationInterrupted",
     "default_callbacks",
@@ -97,6 +98,28 @@ class GradientClipping(GradientNormClipping):
                                     norm_type=self.gradient_clip_norm_type)
 
 
+class PortableLRScheduler(LRScheduler):
+    """skorch's ``LRScheduler``, pickled without its torch scheduler.
+
+    skorch's ``LRScheduler`` (1.2-1.4) keeps the torch scheduler it builds
+    in ``on_train_begin`` as ``lr_scheduler_``, and that holds the optimizer:
+    pickling a net pickled a second copy of the optimizer (its parameters
+    and momentum) inside ``callbacks_``, outside the state skorch maps to the
+    CPU when a pickle is loaded, so a net fitted on a GPU could not be
+    unpickled on a machine without one (skorch issue 1096; fixed upstream by
+    skorch PR 1150, after 1.4.0), and every pickle was about twice the size
+    it needs.  The torch scheduler is rebuilt from ``net.optimizer_`` at the
+    next ``on_train_begin`` anyway, so it is left out.  The estimators'
+    ``lr_schedule`` uses this class; pass it instead of skorch's for a
+    schedule of your own.
+    """
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["lr_scheduler_"] = None
+        return state
+
+
 def valid_accuracy(net: Any, X: Any, y: Any) -> float:
     """Accuracy on the validation split, on label indices (works for any labels).
 
@@ -140,10 +163,10 @@ def default_callbacks(max_epochs: Any, lr_schedule: Any, term_names: tuple[str, 
     epochs = max(int(epochs), 1)
     schedule = lr_schedule if isinstance(lr_schedule, str) else None
     if schedule == "cosine":
-        callbacks.append(("lr_scheduler", LRScheduler("CosineAnnealingLR", T_max=epochs,
-                                                      event_name=BACKBONE_LR)))
+        callbacks.append(("lr_scheduler", PortableLRScheduler(
+            "CosineAnnealingLR", T_max=epochs, event_name=BACKBONE_LR)))
     elif schedule == "step":
-        callbacks.append(("lr_scheduler", LRScheduler(
+        callbacks.append(("lr_scheduler", PortableLRScheduler(
             "MultiStepLR", milestones=[max(round(2 * epochs / 3), 1)], gamma=0.1,
             event_name=BACKBONE_LR)))
     # prepare_dur exists in the first epoch only: printed, it would shift the columns

@@ -100,7 +100,9 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
         The backbone and the source head train at ``lr * backbone_lr_mult``.
     lr_schedule : {"cosine", "step"} or None, default="cosine"
         Decay over ``max_epochs``: cosine annealing to 0, or a x0.1 step at two
-        thirds of training; ``None`` keeps ``lr`` constant.
+        thirds of training; ``None`` keeps ``lr`` constant (or leaves the
+        schedule to a scheduler in ``callbacks``, e.g.
+        :class:`~sk_cotuning.callbacks.PortableLRScheduler`).
     max_grad_norm : float or None, default=5.0
         Clip the gradient's global L2 norm (over every trained parameter) to
         this value at each step (skorch's ``GradientNormClipping``); ``None``

@@ -1,6 +1,7 @@
 """CoTuningClassifier: the estimator contract, the loss, the optimiser, persistence."""
 
 import copy
+import io
 import pickle
 
 import joblib
@@ -249,6 +250,28 @@ def test_pickle_and_joblib_round_trips(tiny_backbone, image_data, tmp_path):
     joblib.dump(clf, tmp_path / "clf.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "clf.joblib").predict_proba(X), expected)
     np.testing.assert_array_equal(restored.relationship_.relationship_, clf.relationship_.relationship_)
+
+
+def test_a_pickle_holds_the_optimizer_once(tiny_backbone, image_data):
+    # skorch's LRScheduler pickled the optimizer a second time inside callbacks_, where
+    # skorch does not map CUDA tensors to the CPU: a GPU fit could not load on a CPU machine
+    X, y = image_data
+    clf = make_clf(tiny_backbone).fit(X, y)
+
+    class CountingTensors(pickle.Pickler):
+        tensors = 0
+
+        def persistent_id(self, obj):
+            if isinstance(obj, torch.Tensor):
+                CountingTensors.tensors += 1
+            return None
+
+    CountingTensors(io.BytesIO()).dump(clf.callbacks_)
+    assert CountingTensors.tensors == 0
+    restored = pickle.loads(pickle.dumps(clf))
+    lr = restored.optimizer_.param_groups[0]["lr"]
+    restored.set_params(max_epochs=2).partial_fit(X, y)  # the schedule resumes on the restored optimizer
+    assert restored.optimizer_.param_groups[0]["lr"] != lr
 
 
 def test_classes_parameter_with_an_absent_class(tiny_backbone, image_data):
