@@ -407,6 +407,22 @@ def test_stage_outputs_picks_the_last_module_per_resolution(net2):
 
 
 # ------------------------------------------------------------ the API
+def tensors_in(obj) -> int:
+    """How many torch tensors pickling ``obj`` writes."""
+    import io
+
+    count = []
+
+    class Counting(pickle.Pickler):
+        def persistent_id(self, value):
+            if isinstance(value, torch.Tensor):
+                count.append(1)
+            return None
+
+    Counting(io.BytesIO()).dump(obj)
+    return len(count)
+
+
 def test_every_method_by_name_fits_predicts_pickles_and_reloads(net2, image_data, tmp_path):
     X, y = image_data
     assert set(REGULARIZERS) == {"co_tuning", "l2_sp", "delta", "bss", "lwf", "stochnorm", "lp_ft"}
@@ -417,6 +433,10 @@ def test_every_method_by_name_fits_predicts_pickles_and_reloads(net2, image_data
         for term in clf.regularizer_.terms:
             assert np.isfinite(clf.history[-1, f"{term}_loss"])
         np.testing.assert_allclose(pickle.loads(pickle.dumps(clf)).predict_proba(X), proba, atol=1e-6)
+        # every tensor the fit made travels in the state skorch maps to the CPU (a GPU fit
+        # loads anywhere); the backbone parameter is the user's module, pickled as given
+        assert tensors_in({k: v for k, v in clf.__getstate__().items()
+                           if k not in ("__cuda_dependent_attributes__", "backbone")}) == 0, name
         clf.save_params(f_params=tmp_path / f"{name}.pt")
         new = FineTuningClassifier(TwoStageNet(), regularizer=name, classes=clf.classes_, **PARAMS)
         new.initialize()
