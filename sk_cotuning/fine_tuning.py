@@ -408,6 +408,15 @@ use_caching, torch_load_kwargs, **kwargs
         self.module_ = module
         return self
 
+    def _landed_on(self, device: str) -> None:
+        """After unpickling onto ``device``: ``amp="auto"`` means bf16 autocast on a
+        CUDA GPU only, so a network fitted on one and loaded on a CPU predicts in
+        float32 (CPU bf16 autocast is slow where the CPU lacks bf16 units, and
+        not what was asked for); an explicit ``amp="bf16"`` stays."""
+        runtime = resolve_runtime(device, self.amp, self.channels_last,
+                                  accelerated=getattr(self, "accelerator", None) is not None)
+        self.amp_dtype_ = unwrap(self.module_).amp_dtype = runtime.amp_dtype
+
     def _group_rates(self, lr: float) -> tuple[float, float]:
         """The learning rates of the two parameter groups: (backbone and source head,
         target head and regulariser) -- the one place ``backbone_lr_mult`` applies."""

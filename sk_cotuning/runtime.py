@@ -195,3 +195,7 @@ class AutoDeviceMixin:
         self.device = requested if auto else mapped
         if getattr(self, "initialized_", False):
             self.device_ = str(resolve_device(mapped) or self.device_)
+            self._landed_on(self.device_)
+
+    def _landed_on(self, device: str) -> None:
+        """Adapt what follows the device (autocast) after unpickling onto ``device``."""

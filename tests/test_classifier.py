@@ -371,3 +371,19 @@ def test_partial_fit_keeps_network_and_relationship(tiny_backbone, image_data):
         clf.partial_fit(X[:3], ["cat", "gnu", "cat"])
     with pytest.raises(ValueError, match="not among the classes"):
         make_clf(tiny_backbone, classes=["cat", "dog"]).fit(X, y)
+
+
+def test_autocast_follows_the_device_a_pickle_lands_on(tiny_backbone, image_data):
+    # a fit on a bf16-capable GPU with amp="auto" autocasts in bf16; loaded on a CPU, "auto"
+    # means off (simulated: the fitted state a GPU fit leaves, pickled, loaded here)
+    from sk_cotuning.network import unwrap
+
+    X, y = image_data
+    clf = make_clf(tiny_backbone).fit(X, y)
+    expected = clf.predict_proba(X)
+    clf.amp_dtype_ = unwrap(clf.module_).amp_dtype = torch.bfloat16
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored.amp_dtype_ is None and unwrap(restored.module_).amp_dtype is None
+    np.testing.assert_allclose(restored.predict_proba(X), expected, rtol=1e-5, atol=1e-6)
+    explicit = make_clf(tiny_backbone, amp="bf16").fit(X, y)  # asked for: kept
+    assert pickle.loads(pickle.dumps(explicit)).amp_dtype_ == torch.bfloat16
