@@ -26,6 +26,8 @@ Example (one script, any number of processes)::
 
 from __future__ import annotations
 
+import pickle
+
 import torch
 from skorch.hf import AccelerateMixin
 
@@ -52,6 +54,22 @@ class _AcceleratorRuntime:
                 if buffer.dtype != torch.bool:
                     torch.distributed.broadcast(buffer, src=0)
         return super().on_train_end(net, X=X, y=y, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # skorch's AccelerateMixin (1.2-1.4) keeps accelerate's wrapped optimizer,
+        # which pickle refuses with "Can't pickle <function AcceleratedOptimizer.step>"
+        try:
+            return super().__getstate__()
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            plain = next(c for c in type(self).__mro__
+                         if c in (CoTuningClassifier, FineTuningClassifier))
+            raise TypeError(
+                f"A fitted {type(self).__name__} cannot be pickled: accelerate wraps its "
+                f"optimizer, and skorch's AccelerateMixin does not unwrap it. Save the weights "
+                f"with save_params(f_params=...), and load them with load_params into an "
+                f"estimator built with the same parameters and classes= (this class, or the "
+                f"plain {plain.__name__}) after initialize()."
+            ) from exc
 
     def _initialize_callbacks(self):
         # AccelerateMixin (skorch 1.2-1.4) sends PrintLog to accelerator.print, and
@@ -112,8 +130,10 @@ class AcceleratedFineTuningClassifier(_AcceleratorRuntime, AccelerateMixin, Fine
 
     Notes
     -----
-    Not picklable while the accelerator is attached (skorch's limitation);
-    use ``save_params``/``load_params``.
+    Not picklable once fitted (skorch's limitation: accelerate's wrapped
+    optimizer; ``pickle`` gets a ``TypeError`` that says so): use
+    ``save_params``, then ``load_params`` into an estimator of this class
+    or the plain one, built with the same parameters and ``classes=``.
     """
 
 

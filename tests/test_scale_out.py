@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sk_cotuning import CoTuningClassifier
+from sk_cotuning import CoTuningClassifier, FineTuningClassifier
 
 accelerate = pytest.importorskip("accelerate")
 from accelerate.state import AcceleratorState  # noqa: E402
@@ -86,6 +86,22 @@ def test_accelerated_fine_tuning_with_a_regularizer(fresh_accelerate):
         backbone(), accelerator=accelerate.Accelerator(cpu=True), regularizer="lp_ft", **PARAMS,
     ).fit(X, y)
     assert clf.device_ == "cpu" and clf.regularizer_.probe_accuracy_ > 0.5
+
+
+def test_pickling_an_accelerated_fit_says_how_to_save_it(fresh_accelerate, tmp_path):
+    import pickle
+
+    X, y = data()
+    clf = AcceleratedFineTuningClassifier(
+        backbone(), accelerator=accelerate.Accelerator(cpu=True), **PARAMS).fit(X, y)
+    with pytest.raises(TypeError, match="cannot be pickled.*save_params.*plain "
+                                        "FineTuningClassifier"):
+        pickle.dumps(clf)
+    clf.save_params(f_params=tmp_path / "p.pt")  # what the message says works
+    plain = FineTuningClassifier(backbone(), classes=clf.classes_, device="cpu", verbose=0)
+    plain.initialize()
+    plain.load_params(f_params=tmp_path / "p.pt")
+    np.testing.assert_allclose(plain.predict_proba(X), clf.predict_proba(X), atol=1e-6)
 
 
 def test_verbose_zero_is_silent_under_accelerate(fresh_accelerate, capsys):
