@@ -501,7 +501,7 @@ CASES = {
         lambda c: fit(c, X=c.X[:30], y=c.y[:30], batch_size=4, max_epochs=1,
                       train_split=ValidSplit(0.5)),
         ("warns", "only 4 optimiser step.*30 samples, 15 held out for validation, "
-                  "batch_size=4, max_epochs=1.*to 1\)")),
+                  "batch_size=4, max_epochs=1.*to 1\\)")),
     "too few steps at the training batch size": (
         lambda c: fit(c, X=c.X[:30], y=c.y[:30], iterator_train__batch_size=64, max_epochs=3),
         ("warns", "only 3 optimiser step.*Lower iterator_train__batch_size")),
