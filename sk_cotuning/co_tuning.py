@@ -128,6 +128,16 @@ class CoTuningClassifier(FineTuningClassifier):
         self.relationship = relationship
         self.soft_target_temperature = soft_target_temperature
 
+    def _check_params(self) -> None:
+        if isinstance(self.relationship, str):  # a method's name where the estimator goes
+            raise ValueError(
+                f"relationship={self.relationship!r}: relationship takes the estimator that "
+                f"learns the relationship. For its method pass "
+                f"relationship=CategoryRelationship(method={self.relationship!r}), or "
+                f"relationship__method={self.relationship!r} (also in a grid search)."
+            )
+        super()._check_params()
+
     def _make_regularizer(self) -> CoTuning | None:
         if self.trade_off == 0:  # exactly plain fine-tuning, at its cost
             return None

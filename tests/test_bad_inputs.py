@@ -393,7 +393,9 @@ CASES = {
     "device": (lambda c: fit(c, device="gpu"), (ValueError, "device must be 'auto', None")),
     "random_state": (lambda c: fit(c, random_state="seed"), (ValueError, "'random_state'")),
     "trade_off": (lambda c: fit(c, trade_off=-1), (ValueError, "'trade_off'")),
-    "relationship str": (lambda c: fit(c, relationship="direct"), (ValueError, "'relationship'")),
+    "relationship str": (lambda c: fit(c, relationship="direct"),
+                         (ValueError, "relationship=CategoryRelationship\\(method='direct'\\), "
+                                      "or relationship__method='direct'")),
     "relationship proba": (lambda c: fit(c, relationship=CategoryRelationship(input="proba")),
                            (ValueError, "input='logits'")),
     "regularizer name": (lambda c: FineTuningClassifier(c.tiny, regularizer="l2sp", **FAST)
