@@ -151,8 +151,8 @@ class Run:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 ranking = rank_backbones({candidate: {"backbone": backbone, "weights": weights}},
-                                         inputs(X, backbone, size), y, device="cpu",
-                                         random_state=seed, verbose=0)
+                                         inputs(X, backbone, size), y, scores=tuple(SCORES),
+                                         device="cpu", random_state=seed, verbose=0)
             row = ranking.rows()[0]
             if row["error"]:
                 raise RuntimeError(f"{candidate}: {row['error']}")
@@ -199,12 +199,18 @@ class Run:
                   f"({epochs} epochs, {seconds:.0f}s)", flush=True)
 
 
+def scored(scores: pd.DataFrame) -> list[str]:
+    """The scores a results table holds, in :data:`SCORES`' order (older runs lack the
+    ones added since)."""
+    return [score for score in SCORES if score in scores.columns]
+
+
 def rank_agreement(scores: pd.DataFrame, finetuned: pd.DataFrame) -> pd.DataFrame:
     """Weighted Kendall's tau between each score and fine-tuned accuracy, per seed and on
     the means over seeds."""
     rows = []
     merged = scores.merge(finetuned, on=["candidate", "seed"])
-    for score in SCORES:
+    for score in scored(scores):
         taus = [weightedtau(g[score], g["accuracy"]).statistic
                 for _, g in merged.groupby("seed") if len(g) >= 2]
         means = merged.groupby("candidate")[[score, "accuracy"]].mean()
@@ -223,7 +229,7 @@ def report(out: Path = OUT) -> dict:
     accuracy = finetuned.groupby("candidate").agg(accuracy=("accuracy", "mean"),
                                                   accuracy_std=("accuracy", "std"),
                                                   fit_seconds=("fit_seconds", "mean"))
-    mean_scores = scores.groupby("candidate")[[*SCORES, "seconds"]].mean()
+    mean_scores = scores.groupby("candidate")[[*scored(scores), "seconds"]].mean()
     table = accuracy.join(mean_scores).sort_values("accuracy", ascending=False)
     agreement = rank_agreement(scores, finetuned)
     cost = scores["seconds"].sum() / finetuned["fit_seconds"].sum()
@@ -262,11 +268,12 @@ def plot(table: pd.DataFrame, agreement: pd.DataFrame, path: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = len(SCORES) + (searches is not None and len(searches) > 0)
+    names = list(agreement["score"])
+    panels = len(names) + (searches is not None and len(searches) > 0)
     fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.8))
     taus = agreement.set_index("score")["tau_mean_over_seeds"]
     markers = "osD^v<>P*X"
-    for ax, score in zip(axes, SCORES):
+    for ax, score in zip(axes, names):
         for i, (name, row) in enumerate(table.iterrows()):
             ax.scatter(row[score], 100 * row["accuracy"], marker=markers[i % len(markers)],
                        label=name, s=40)
@@ -275,7 +282,7 @@ def plot(table: pd.DataFrame, agreement: pd.DataFrame, path: Path,
     axes[0].set_ylabel("fine-tuned test accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
-    if panels > len(SCORES):
+    if panels > len(names):
         ax = axes[-1]
         for kind, marker in (("grid", "o"), ("halving", "s")):
             rows = searches[searches["search"] == kind].sort_values("seed")

@@ -12,7 +12,7 @@ CategoryRelationship
 CoTuning, CoTuningLoss, Regularizer, LossTerm
     The Co-Tuning regulariser, its soft-target loss, the regulariser base class
     and the named loss term a regulariser returns.
-leep_score, logme_score, nce_score, h_score
+leep_score, logme_score, nce_score, h_score, regularized_h_score
     Transferability scores of a pre-trained model for a target task
     (:mod:`sk_cotuning.transferability`).
 rank_backbones
@@ -46,6 +46,7 @@ _PUBLIC = {
     "logme_score": "sk_cotuning.transferability",
     "nce_score": "sk_cotuning.transferability",
     "rank_backbones": "sk_cotuning.ranking",
+    "regularized_h_score": "sk_cotuning.transferability",
     "sample_rate_indices": "sk_cotuning.datasets",
 }
 
@@ -78,6 +79,7 @@ __all__ = [
     "logme_score",
     "nce_score",
     "rank_backbones",
+    "regularized_h_score",
     "sample_rate_indices",
 ]
 __version__ = "0.1.0"

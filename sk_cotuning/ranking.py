@@ -14,7 +14,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from sk_cotuning.transferability import h_score, leep_score, logme_score, nce_score
+from sk_cotuning.transferability import (
+    h_score,
+    leep_score,
+    logme_score,
+    nce_score,
+    regularized_h_score,
+)
 
 __all__ = ["SCORES", "BackboneRanking", "rank_backbones"]
 
@@ -24,6 +30,7 @@ SCORES: Mapping[str, tuple[Callable, str]] = {
     "leep": (leep_score, "source"),
     "nce": (nce_score, "source"),
     "h_score": (h_score, "features"),
+    "regularized_h_score": (regularized_h_score, "features"),
 }
 
 
@@ -115,7 +122,9 @@ def rank_backbones(
     y : array-like of shape (n_samples,)
         Their labels (at least two classes).
     scores : tuple of str, default=("logme", "leep", "nce", "h_score")
-        Which scores to compute (keys of :data:`SCORES`).
+        Which scores to compute (keys of :data:`SCORES`; also
+        ``"regularized_h_score"``, which did not rank this package's
+        benchmark zoo: see the user guide).
     sort_by : str, default="logme"
         The score that orders the table (higher first).  LogME had the best
         published agreement with fine-tuned accuracy; see the user guide

@@ -10,6 +10,9 @@ lives with the relationship it is computed from, and is re-exported here):
   samples;
 - :func:`h_score` (Bao et al., ICIP 2019): how much of the features'
   variance lies between the class means, ``tr(cov(f)^-1 cov(E[f | y]))``;
+  :func:`regularized_h_score` (Ibrahim et al., 2022) the same with a
+  Ledoit-Wolf shrunk ``cov(f)``, which does not saturate when the features
+  outnumber the samples;
 - :func:`nce_score` (Tran et al., ICCV 2019): the negative conditional
   entropy ``-H(Y | Z)`` of the target label given the source model's
   predicted class;
@@ -29,7 +32,7 @@ import numpy as np
 
 from sk_cotuning.relationship import leep_score
 
-__all__ = ["h_score", "leep_score", "logme_score", "nce_score"]
+__all__ = ["h_score", "leep_score", "logme_score", "nce_score", "regularized_h_score"]
 
 
 def _check_labels(y: Any, n: int, name: str) -> tuple[np.ndarray, int]:
@@ -202,6 +205,66 @@ def h_score(features: Any, y: Any) -> float:
     keep = s**2 > 1e-15 * s.max() ** 2 if s.size and s.max() > 0 else np.zeros(s.shape, bool)
     projected = (between @ vt[keep].T) / s[keep]
     return float(np.sum(projected**2))
+
+
+def regularized_h_score(features: Any, y: Any) -> float:
+    """The H-score with a Ledoit-Wolf shrunk feature covariance (``H_alpha``).
+
+    ``tr(cov_alpha(f)^-1 (1 - alpha) cov(g))``, ``g`` each sample's
+    class-mean feature, ``cov_alpha(f) = (1 - alpha) cov(f) + alpha mu I``
+    the Ledoit-Wolf estimate (``mu`` the mean variance, ``alpha`` its
+    shrinkage intensity), as proposed by Ibrahim, Ponomareva & Mazumder,
+    "Newer is not always better: Rethinking transferability metrics, their
+    peculiarities, stability and performance" (ECML PKDD 2022), and defined
+    in tllib's ``regularized_h_score`` (whose normalisations it follows:
+    scikit-learn's ``LedoitWolf`` covariance, ``1 / n``; ``cov(g)`` with
+    ``1 / (n - 1)``).  Where :func:`h_score` saturates at ``n_classes - 1``
+    for every model because the features outnumber the samples, the
+    shrinkage keeps models apart.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_samples, n_features)
+        A model's penultimate features on the target training data.
+    y : array-like of shape (n_samples,)
+        Target labels (at least two classes).
+
+    Returns
+    -------
+    score : float
+        Higher means more transferable; between 0 and ``(n_classes - 1) n /
+        (n - 1)`` (the two normalisations above).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1], 10)
+    >>> good = y[:, None] + 0.3 * rng.normal(size=(20, 50))  # 50 features, 20 samples
+    >>> bad = rng.normal(size=(20, 50))
+    >>> round(h_score(good, y), 6) == round(h_score(bad, y), 6) == 1.0  # saturated
+    True
+    >>> bool(regularized_h_score(good, y) > regularized_h_score(bad, y))
+    True
+    """
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    F = _check_matrix(features, "regularized_h_score", "features")
+    codes, n_classes = _check_labels(y, len(F), "regularized_h_score")
+    n, d = F.shape
+    centred = F - F.mean(axis=0)
+    means = np.stack([centred[codes == k].mean(axis=0) for k in range(n_classes)])
+    between = means[codes]  # each sample's class mean, centred
+    alpha = float(ledoit_wolf_shrinkage(centred, assume_centered=True))
+    # cov(f) = C^T C / n with C = U S V^T: cov_alpha(f) has eigenvalues
+    # (1 - alpha) s^2 / n + alpha mu along V and alpha mu across it, where the
+    # class means (averages of rows of C) have no component
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    mu = float(np.sum(s**2)) / (n * d)
+    eigen = (1 - alpha) * s**2 / n + alpha * mu
+    keep = eigen > 1e-15 * eigen.max() if eigen.size and eigen.max() > 0 else np.zeros(s.shape, bool)
+    spread = np.sum((between @ vt[keep].T) ** 2, axis=0) / (n - 1)  # diag of V^T cov(g) V
+    return float((1 - alpha) * np.sum(spread / eigen[keep]))
 
 
 def nce_score(source_outputs: Any, y: Any, *, input: str = "logits") -> float:  # noqa: A002

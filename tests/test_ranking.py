@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import sk_cotuning
-from sk_cotuning import logme_score, rank_backbones
+from sk_cotuning import logme_score, rank_backbones, regularized_h_score
 from sk_cotuning.ranking import BackboneRanking
 
 
@@ -44,11 +44,14 @@ def test_pretrained_glyph_model_ranks_above_its_random_init(digits, capsys):
 
 def test_the_features_scored_are_the_networks_pooled_features(digits):
     X, y = digits
-    ranking = rank_backbones(["glyphnet"], X, y, scores=("logme",), verbose=0)
+    ranking = rank_backbones(["glyphnet"], X, y, scores=("logme", "regularized_h_score"),
+                             verbose=0)
     clf = sk_cotuning.FineTuningClassifier("glyphnet", classes=np.unique(y), max_epochs=0,
                                            verbose=0).initialize()
     features = clf.forward(X)[2].numpy()  # skorch's own pass: (target, source, features)
     assert ranking["logme"][0] == pytest.approx(logme_score(features, y), rel=1e-5)
+    assert ranking["regularized_h_score"][0] == pytest.approx(
+        regularized_h_score(features, y), rel=1e-5)
 
 
 def test_a_candidate_that_fails_is_reported_and_the_others_still_scored(digits):

@@ -5,7 +5,13 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
-from sk_cotuning.transferability import h_score, leep_score, logme_score, nce_score
+from sk_cotuning.transferability import (
+    h_score,
+    leep_score,
+    logme_score,
+    nce_score,
+    regularized_h_score,
+)
 
 
 def random_task(n=40, d=5, k=3, seed=0, signal=1.0):
@@ -124,6 +130,35 @@ def test_h_score_with_more_features_than_samples_uses_the_pseudo_inverse():
     expected = np.trace(np.linalg.pinv(np.cov(F.T), rcond=1e-15, hermitian=True) @ np.cov(G.T))
     assert h_score(F, y) == pytest.approx(expected, rel=1e-6)
     assert h_score(F, y) == pytest.approx(2.0, rel=1e-6)  # saturated: n_classes - 1
+
+
+def tllib_regularized_h_score(F, y):
+    """tllib's definition with explicit matrices: scikit-learn's Ledoit-Wolf estimate of
+    cov(f), its shrinkage alpha, and (1 - alpha) cov(g) (ddof 1), through a pseudo-inverse."""
+    from sklearn.covariance import LedoitWolf
+
+    f = F - F.mean(axis=0, keepdims=True)
+    estimate = LedoitWolf(assume_centered=False).fit(f)
+    g = np.zeros_like(f)
+    for k in np.unique(y):
+        g[y == k] = f[y == k].mean(axis=0)
+    covg = np.cov(g, rowvar=False)
+    return np.trace(np.linalg.pinv(estimate.covariance_, rcond=1e-15)
+                    @ ((1 - estimate.shrinkage_) * covg))
+
+
+@pytest.mark.parametrize("n, d, k", [(100, 20, 4), (30, 100, 3), (200, 5, 2)])
+def test_regularized_h_score_matches_its_definition(n, d, k):
+    F, y = random_task(n=n, d=d, k=k, seed=n)
+    assert regularized_h_score(F, y) == pytest.approx(tllib_regularized_h_score(F, y), rel=1e-9)
+
+
+def test_regularized_h_score_keeps_apart_what_h_score_saturates():
+    # 40 features, 20 samples: the plain score is at its maximum (k - 1) for every model
+    informative, y = random_task(n=20, d=40, k=2, seed=8, signal=2.0)
+    noise = np.random.default_rng(8).normal(size=informative.shape)
+    assert h_score(informative, y) == pytest.approx(1.0) == h_score(noise, y)
+    assert regularized_h_score(informative, y) > 2 * regularized_h_score(noise, y)
 
 
 def test_nce_by_hand():
