@@ -9,6 +9,24 @@ import numpy as np
 __all__ = ["top_source_classes", "plot_relationship", "plot_paired_accuracy"]
 
 
+def _check_relationship(relationship: Any, name: str) -> np.ndarray:
+    R = np.asarray(relationship, dtype=float)
+    if R.ndim != 2 or 0 in R.shape:
+        raise ValueError(
+            f"{name}: relationship must be a 2-D (n_classes, n_source) matrix, such as "
+            f"CategoryRelationship.relationship_; got shape {R.shape}."
+        )
+    return R
+
+
+def _check_names(names: Sequence[Any] | None, n: int, what: str, name: str) -> None:
+    if names is not None and len(names) != n:
+        raise ValueError(
+            f"{name}: {len(names)} {what} names for {n} {what} classes; pass one name per "
+            f"{'row' if what == 'target' else 'column'} of the relationship (or None)."
+        )
+
+
 def top_source_classes(
     relationship: np.ndarray,
     source_names: Sequence[str] | None = None,
@@ -31,7 +49,8 @@ def top_source_classes(
         For each target class, ``k`` pairs ``(source name, probability)``,
         most probable first.
     """
-    R = np.asarray(relationship)
+    R = _check_relationship(relationship, "top_source_classes")
+    _check_names(source_names, R.shape[1], "source", "top_source_classes")
     names = [str(i) for i in range(R.shape[1])] if source_names is None else list(source_names)
     order = np.argsort(-R, axis=1, kind="stable")[:, :k]
     return [[(names[j], float(R[t, j])) for j in row] for t, row in enumerate(order)]
@@ -65,7 +84,9 @@ def plot_relationship(
     """
     import matplotlib.pyplot as plt
 
-    R = np.asarray(relationship)
+    R = _check_relationship(relationship, "plot_relationship")
+    _check_names(target_names, R.shape[0], "target", "plot_relationship")
+    _check_names(source_names, R.shape[1], "source", "plot_relationship")
     if ax is None:
         _, ax = plt.subplots(figsize=(min(2 + 0.22 * R.shape[1], 16), 1 + 0.35 * R.shape[0]))
     image = ax.imshow(R, aspect="auto", cmap="viridis", interpolation="nearest")
@@ -109,6 +130,12 @@ def plot_paired_accuracy(accuracies: Mapping[str, Sequence[float]], ax: Any = No
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     names = list(accuracies)
+    lengths = {n: len(accuracies[n]) for n in names}
+    if not names or len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError(
+            f"plot_paired_accuracy: every method needs one accuracy per seed, for the same "
+            f"seeds; got {lengths or 'no methods'}."
+        )
     values = np.array([np.asarray(accuracies[n], dtype=float) for n in names])
     x = np.arange(len(names))
     for seed_values in values.T:

@@ -159,3 +159,21 @@ def test_one_seed_reports_no_spread_rather_than_zero():
     assert "+5.00 points (one seed: no standard error)" in text
     two = paired_summary(np.array([0.80, 0.90]), np.array([0.85, 0.90]), 60, 1.0)
     assert "± 2.50 points (mean ± s.e.)" in "\n".join(comparison_lines(two))  # sd 3.54 / sqrt 2
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda p, R: p.plot_relationship(R, target_names=["a", "b"]), "2 target names for 3"),
+    (lambda p, R: p.plot_relationship(R[0]), "must be a 2-D"),
+    (lambda p, R: p.top_source_classes(R, list("vw")), "2 source names for 5"),
+    (lambda p, R: p.plot_paired_accuracy({"fine-tuning": [0.9, 0.8], "Co-Tuning": [0.91]}),
+     "one accuracy per seed"),
+])
+def test_the_figures_say_what_is_wrong_with_their_input(call, match):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sk_cotuning import plotting
+
+    R = np.random.default_rng(0).dirichlet(np.ones(5), size=3)
+    with pytest.raises(ValueError, match=match):
+        call(plotting, R)
