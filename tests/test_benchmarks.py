@@ -182,7 +182,8 @@ def test_choosing_runs_quick_and_reports(tmp_path, capsys):
     run.search_jobs()
     result = choosing.report(tmp_path)
     assert {row["candidate"] for row in result["zoo"]} == set(settings.zoo)
-    assert {row["score"] for row in result["agreement"]} == {"logme", "leep", "nce", "h_score"}
+    assert {row["score"] for row in result["agreement"]} == {"logme", "leep", "nce", "h_score",
+                                                             "regularized_h_score"}
     assert 0 < result["score_cost_fraction"]
     assert (tmp_path / "choosing.png").exists() and (tmp_path / "choosing.json").exists()
     assert "halving minus grid" in capsys.readouterr().out

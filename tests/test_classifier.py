@@ -315,7 +315,10 @@ def test_unfitted_predict_raises_not_fitted(tiny_backbone, image_data):
         ({"lr_schedule": "linear"}, lambda X: X, lambda y: y, ValueError, "'lr_schedule' parameter.*must be"),
         ({"relationship": CategoryRelationship(input="proba")}, lambda X: X, lambda y: y,
          ValueError, "input='logits'"),
-        ({"relationship": "direct"}, lambda X: X, lambda y: y, TypeError, "'relationship' parameter.*'fit' and 'soft_targets'"),
+        ({"relationship": "direct"}, lambda X: X, lambda y: y, ValueError,
+         "relationship takes the estimator.*relationship__method='direct'"),
+        ({"relationship": 3}, lambda X: X, lambda y: y, TypeError,
+         "'relationship' parameter.*'fit' and 'soft_targets'"),
         ({"random_state": "seed"}, lambda X: X, lambda y: y, ValueError, "'random_state' parameter.*must be"),
     ],
 )
