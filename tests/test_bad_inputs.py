@@ -77,6 +77,13 @@ def image_files(c, n=12):
     return paths, np.array(labels)
 
 
+def image_files_of_many_sizes(c):
+    rng = np.random.default_rng(1)
+    paths = [png(c.tmp / "sizes" / f"{i}.png",
+                 rng.integers(0, 255, (10 + i, 14 - i % 3, 3), dtype=np.uint8)) for i in range(8)]
+    return c.make(batch_size=4).fit(paths, np.arange(8) % 2)
+
+
 class Planted:
     """A pickle that would write a file when unpickled without weights_only."""
 
@@ -362,6 +369,10 @@ CASES = {
     "custom module, opt out": (opt_out_passes_arrays_through, "ok"),
     # --- labels
     "y None": (lambda c: c.make().fit(c.X, None), (ValueError, "requires y")),
+    "image files of many sizes, own network": (
+        image_files_of_many_sizes,
+        (ValueError, "images of one batch have different sizes.*train_transform and "
+                     "eval_transform that resize")),
     "a torch Dataset without y": (
         lambda c: c.make().fit(torch.utils.data.TensorDataset(
             torch.as_tensor(c.X), torch.arange(len(c.X)) % 2), None),

@@ -9,7 +9,7 @@ into :class:`~sk_cotuning.FineTuningClassifier`.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,27 @@ def check_fit_params(fit_params: dict) -> None:
             f"fit() got unexpected keyword arguments {sorted(fit_params)}; the network's "
             f"forward takes only X."
         )
+
+
+def collate_samples(batch: list) -> Any:
+    """PyTorch's ``default_collate``, with an error that says what to do when the
+    images of a batch differ in size (image files for a network with no input size
+    of its own, whose default transform does not resize)."""
+    from torch.utils.data import default_collate
+
+    try:
+        return default_collate(batch)
+    except RuntimeError as exc:
+        if "stack expects each tensor to be equal size" not in str(exc):
+            raise
+        shapes = sorted({tuple(x.shape) for x, *_ in batch if hasattr(x, "shape")})
+        raise ValueError(
+            f"The images of one batch have different sizes ({', '.join(map(str, shapes[:3]))}"
+            f"{', ...' if len(shapes) > 3 else ''}), and the network takes a batch as one "
+            f"tensor. A named backbone resizes image files to its input size; for your own "
+            f"network, pass train_transform and eval_transform that resize, e.g. "
+            f"v2.Compose([v2.ToImage(), v2.Resize((224, 224))]) from torchvision.transforms."
+        ) from None
 
 
 class InputsMixin:
@@ -128,22 +149,26 @@ class InputsMixin:
         A training epoch whose last batch would hold one sample drops it
         (``drop_last``) when the network has BatchNorm, which cannot train on
         a batch of one; the order is reshuffled every epoch, so every sample
-        still trains.
+        still trains.  Batches of the estimator's datasets are collated by
+        :func:`collate_samples` unless ``iterator_*__collate_fn`` is set.
         """
         if isinstance(dataset, SkorchDataset) and dataset_kind(dataset) is None:
             dataset = self.get_dataset(dataset.X, None if dataset.y is None else np.asarray(dataset.y))
         transform = self._transform(dataset, training)
         if transform is not None:
             dataset = TransformedDataset(dataset, transform)
-        params = self.get_params_for("iterator_train")
+        prefix = "iterator_train" if training else "iterator_valid"
+        params = self.get_params_for(prefix)
+        one_off = {}
+        if "collate_fn" not in params and dataset_kind(dataset) is not None:
+            one_off["collate_fn"] = collate_samples  # says what to do about unequal sizes
         batch_size = params.get("batch_size", self.batch_size)
-        single_last = (
-            training and "drop_last" not in params and isinstance(batch_size, int)
-            and batch_size > 1 and len(dataset) % batch_size == 1 and self._has_batchnorm()
-        )
-        if not single_last:
-            return super().get_iterator(dataset, training=training)
-        with temporary_attribute(self, "iterator_train__drop_last", True):
+        if (training and "drop_last" not in params and isinstance(batch_size, int)
+                and batch_size > 1 and len(dataset) % batch_size == 1 and self._has_batchnorm()):
+            one_off["drop_last"] = True
+        with ExitStack() as stack:
+            for name, value in one_off.items():
+                stack.enter_context(temporary_attribute(self, f"{prefix}__{name}", value))
             return super().get_iterator(dataset, training=training)
 
     def _has_batchnorm(self) -> bool:
