@@ -566,8 +566,8 @@ use_caching, torch_load_kwargs, **kwargs
             warnings.warn(
                 f"This fit makes only {steps} optimiser step(s) ({n} samples{held_out}, "
                 f"{name}={given}, max_epochs={epochs}): too few for the network to "
-                f"learn, so its accuracy may be near chance. Lower {name} (e.g. to {max(n_train // per_epoch, 1)}) or "
-                f"raise max_epochs.",
+                f"learn, so its accuracy may be near chance. Lower {name} (e.g. to "
+                f"{max(n_train // per_epoch, 1)}) or raise max_epochs.",
                 UserWarning,
                 stacklevel=3,
             )

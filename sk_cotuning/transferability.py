@@ -194,17 +194,10 @@ def h_score(features: Any, y: Any) -> float:
     """
     F = _check_matrix(features, "h_score", "features")
     codes, n_classes = _check_labels(y, len(F), "h_score")
-    means = np.stack([F[codes == k].mean(axis=0) for k in range(n_classes)])
-    mean = F.mean(axis=0)
-    centred = F - mean
-    between = means[codes] - mean  # each sample's class mean, centred
-    # cov(f) = C^T C / (n - 1) with C = U S V^T (thin SVD: n x d costs O(n d min(n, d)),
-    # not the O(d^3) of inverting a d x d covariance); then
-    # tr(pinv(cov f) cov g) = || G V S^-1 ||_F^2 over the non-negligible singular values
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    keep = s**2 > 1e-15 * s.max() ** 2 if s.size and s.max() > 0 else np.zeros(s.shape, bool)
-    projected = (between @ vt[keep].T) / s[keep]
-    return float(np.sum(projected**2))
+    # cov(f) = C^T C / (n - 1) with C = U S V^T; cov(g) = G^T G / (n - 1) with G in
+    # the span of V: tr(pinv(cov f) cov g) = sum over v of |G v|^2 / s^2
+    _, s, spread = _class_mean_spectrum(F, codes, n_classes)
+    return _weighted_trace(spread, s**2)
 
 
 def regularized_h_score(features: Any, y: Any) -> float:
@@ -252,19 +245,36 @@ def regularized_h_score(features: Any, y: Any) -> float:
     F = _check_matrix(features, "regularized_h_score", "features")
     codes, n_classes = _check_labels(y, len(F), "regularized_h_score")
     n, d = F.shape
-    centred = F - F.mean(axis=0)
-    means = np.stack([centred[codes == k].mean(axis=0) for k in range(n_classes)])
-    between = means[codes]  # each sample's class mean, centred
+    centred, s, spread = _class_mean_spectrum(F, codes, n_classes)
     alpha = float(ledoit_wolf_shrinkage(centred, assume_centered=True))
     # cov(f) = C^T C / n with C = U S V^T: cov_alpha(f) has eigenvalues
     # (1 - alpha) s^2 / n + alpha mu along V and alpha mu across it, where the
-    # class means (averages of rows of C) have no component
+    # class means (averages of rows of C) have no component; cov(g) = G^T G / (n - 1)
+    eigen = (1 - alpha) * s**2 / n + alpha * float(np.sum(s**2)) / (n * d)
+    return (1 - alpha) * _weighted_trace(spread, eigen) / (n - 1)
+
+
+def _class_mean_spectrum(F: np.ndarray, codes: np.ndarray, n_classes: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What both H-scores need, from one thin SVD of the centred features ``C``.
+
+    Returns ``C``, its singular values ``s``, and for each right singular
+    vector ``v`` the spread ``|G v|^2`` of ``G``, each sample's centred class
+    mean (which lies in the span of those vectors).  The SVD costs
+    ``O(n d min(n, d))``, not the ``O(d^3)`` of inverting a ``d x d`` covariance.
+    """
+    centred = F - F.mean(axis=0)
+    means = np.stack([centred[codes == k].mean(axis=0) for k in range(n_classes)])
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    mu = float(np.sum(s**2)) / (n * d)
-    eigen = (1 - alpha) * s**2 / n + alpha * mu
-    keep = eigen > 1e-15 * eigen.max() if eigen.size and eigen.max() > 0 else np.zeros(s.shape, bool)
-    spread = np.sum((between @ vt[keep].T) ** 2, axis=0) / (n - 1)  # diag of V^T cov(g) V
-    return float((1 - alpha) * np.sum(spread / eigen[keep]))
+    return centred, s, np.sum((means[codes] @ vt.T) ** 2, axis=0)
+
+
+def _weighted_trace(spread: np.ndarray, eigen: np.ndarray) -> float:
+    """``sum spread / eigen`` over the non-negligible eigenvalues (a pseudo-inverse)."""
+    if not eigen.size or eigen.max() <= 0:
+        return 0.0
+    keep = eigen > 1e-15 * eigen.max()
+    return float(np.sum(spread[keep] / eigen[keep]))
 
 
 def nce_score(source_outputs: Any, y: Any, *, input: str = "logits") -> float:  # noqa: A002
