@@ -11,6 +11,7 @@ from sk_cotuning.regularization import CoTuning
 from sk_cotuning.regularization.co_tuning import (
     DEFAULT_SOFT_TARGET_TEMPERATURE,
     DEFAULT_TRADE_OFF,
+    check_relationship_spec,
 )
 from sk_cotuning.relationship import CategoryRelationship
 
@@ -129,13 +130,7 @@ class CoTuningClassifier(FineTuningClassifier):
         self.soft_target_temperature = soft_target_temperature
 
     def _check_params(self) -> None:
-        if isinstance(self.relationship, str):  # a method's name where the estimator goes
-            raise ValueError(
-                f"relationship={self.relationship!r}: relationship takes the estimator that "
-                f"learns the relationship. For its method pass "
-                f"relationship=CategoryRelationship(method={self.relationship!r}), or "
-                f"relationship__method={self.relationship!r} (also in a grid search)."
-            )
+        check_relationship_spec(self.relationship)  # before the generic constraint's message
         super()._check_params()
 
     def _make_regularizer(self) -> CoTuning | None:

@@ -373,6 +373,10 @@ CASES = {
         image_files_of_many_sizes,
         (ValueError, "images of one batch have different sizes.*train_transform and "
                      "eval_transform that resize")),
+    "a method name as the regulariser's relationship": (
+        lambda c: FineTuningClassifier(c.tiny, regularizer="co_tuning",
+                                       regularizer__relationship="reverse", **FAST).fit(c.X, c.y),
+        (ValueError, "relationship__method='reverse'")),
     "a torch Dataset without y": (
         lambda c: c.make().fit(torch.utils.data.TensorDataset(
             torch.as_tensor(c.X), torch.arange(len(c.X)) % 2), None),

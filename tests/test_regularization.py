@@ -137,6 +137,8 @@ def test_make_regularizer_errors():
     with pytest.raises(TypeError, match="Regularizer instance"):
         make_regularizer(object(), {})
     with pytest.raises(TypeError, match="'relationship' parameter of CoTuning must be an object implementing 'fit' and 'soft_targets'"):
+        make_regularizer("co_tuning", {"relationship": 3})
+    with pytest.raises(ValueError, match="relationship__method='direct'"):  # a method's name
         make_regularizer("co_tuning", {"relationship": "direct"})
 
 

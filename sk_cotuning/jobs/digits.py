@@ -26,6 +26,7 @@ from sk_cotuning.plotting import (
     plot_relationship,
     top_source_classes,
 )
+from sk_cotuning.regularization.co_tuning import DEFAULT_TRADE_OFF
 
 __all__ = [
     "DemoConfig",
@@ -67,7 +68,7 @@ class DemoConfig:
     rate: float = 0.05
     seeds: int = 5
     epochs: int = 40
-    trade_off: float = 2.3
+    trade_off: float = DEFAULT_TRADE_OFF
     lr: float = 0.01  # the estimator's default: nothing hand-picked
     batch_size: int = 16
     test_size: int = 540
@@ -240,7 +241,8 @@ def format_report(results: dict) -> str:
     s, c = results["summary"], results["config"]
     lines = [
         f"Co-Tuning vs fine-tuning on the UCI digits: {100 * c['rate']:g}% sampling rate "
-        f"({s['n_train']} training images), {c['seeds']} paired seed{'s' * (c['seeds'] != 1)}, {c['test_size']} test images",
+        f"({s['n_train']} training images), {c['seeds']} paired seed{'s' * (c['seeds'] != 1)}, "
+        f"{c['test_size']} test images",
         "",
         *comparison_lines(s),
         "",

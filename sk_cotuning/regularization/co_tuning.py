@@ -30,6 +30,18 @@ DEFAULT_TRADE_OFF = 2.3
 DEFAULT_SOFT_TARGET_TEMPERATURE = "auto"
 
 
+def check_relationship_spec(relationship: Any) -> None:
+    """Refuse a method's name given where the relationship estimator goes, saying
+    where the name belongs (the estimators' ``relationship`` and the regulariser's)."""
+    if isinstance(relationship, str):
+        raise ValueError(
+            f"relationship={relationship!r}: relationship takes the estimator that "
+            f"learns the relationship. For its method pass "
+            f"relationship=CategoryRelationship(method={relationship!r}), or "
+            f"relationship__method={relationship!r} (also in a grid search)."
+        )
+
+
 class CoTuningLoss(nn.Module):
     """Soft cross-entropy of the source head against the relationship's rows.
 
@@ -139,6 +151,7 @@ class CoTuning(Regularizer):
     }
 
     def check(self) -> None:
+        check_relationship_spec(self.relationship)
         super().check()
         rel = self.relationship
         if rel is not None and rel.get_params().get("input", "logits") != "logits":
