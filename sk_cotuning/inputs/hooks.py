@@ -17,7 +17,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.dataset import unpack_data
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from sk_cotuning._labels import encode_labels
 from sk_cotuning._skorch import temporary_attribute
@@ -53,8 +53,6 @@ def collate_samples(batch: list) -> Any:
     """PyTorch's ``default_collate``, with an error that says what to do when the
     images of a batch differ in size (image files for a network with no input size
     of its own, whose default transform does not resize)."""
-    from torch.utils.data import default_collate
-
     try:
         return default_collate(batch)
     except RuntimeError as exc:
