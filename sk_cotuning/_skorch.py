@@ -8,8 +8,10 @@ skorch changes it.  The estimators use skorch's documented hooks
 (``initialize_module``, ``get_loss``, ``get_dataset``, ``get_iterator``,
 ``check_data``, callbacks) for everything else.
 
-The package writes attributes past ``__setattr__`` only here: :func:`store`
-and :func:`store_raw` are its two such writes.
+The package writes an attribute past ``__setattr__`` only here, once:
+:func:`store_raw`.  Module-valued parameters need no such write: the
+estimator declares them in ``prefixes_`` (skorch's documented attribute),
+which its ``__setattr__`` leaves plain.
 """
 
 from __future__ import annotations
@@ -21,28 +23,12 @@ __all__ = [
     "SKORCH_REQUIREMENT",
     "mark_for_validation",
     "only_trainable_criteria",
-    "store",
     "store_raw",
     "temporary_attribute",
 ]
 
 #: The skorch versions the package supports (also in ``pyproject.toml``).
 SKORCH_REQUIREMENT = "skorch>=1.2,<2"
-
-
-def store(net: Any, name: str, value: Any) -> None:
-    """Set ``net.<name>`` without skorch's component registration.
-
-    skorch's ``NeuralNet.__setattr__`` (since 0.10, skorch PR 597; still in
-    1.4) registers any ``nn.Module`` or optimizer assigned to an
-    initialised-or-constructed net as a new *component*: it would be built,
-    trained, moved and saved alongside ``module_``.  A backbone instance, a
-    ``Regularizer`` or a v2 transform given as a parameter is a parameter,
-    not a component; and a parameter that the estimator applies to a fitted
-    net itself (``lr``, ``regularizer__*``, ``iterator_*__*``) must not go
-    through skorch's ``set_params``, which re-initialises or raises for them.
-    """
-    object.__setattr__(net, name, value)
 
 
 def store_raw(obj: Any, name: str, value: Any) -> None:
@@ -65,11 +51,11 @@ def temporary_attribute(net: Any, name: str, value: Any) -> Iterator[None]:
     the ``iterator_train__*`` attributes; a one-off argument (``drop_last``
     for one epoch's batches) is set around the call.
     """
-    store(net, name, value)
+    setattr(net, name, value)
     try:
         yield
     finally:
-        object.__delattr__(net, name)
+        delattr(net, name)
 
 
 def mark_for_validation(net: Any, key: str) -> None:
@@ -77,7 +63,7 @@ def mark_for_validation(net: Any, key: str) -> None:
 
     skorch's ``set_params`` records ``<prefix>__<name>`` keys in the private
     set ``_params_to_validate`` (1.2-1.4); keys the estimator stores itself
-    (see :func:`store`) are added alike, so a typo is still reported.
+    (past skorch's ``set_params``) are added alike, so a typo is still reported.
     """
     net._params_to_validate.add(key)
 
@@ -95,8 +81,8 @@ def only_trainable_criteria(net: Any) -> Iterator[None]:
     kept = net._criteria
     trainable = [name for name in kept
                  if any(p.requires_grad for p in getattr(getattr(net, name + "_"), "parameters", list)())]
-    store(net, "_criteria", trainable)
+    net._criteria = trainable
     try:
         yield
     finally:
-        store(net, "_criteria", kept)
+        net._criteria = kept

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sk_cotuning._labels import check_fit_targets
-from sk_cotuning._skorch import mark_for_validation, store
+from sk_cotuning._skorch import mark_for_validation
 from sk_cotuning._validation import Interval, StrOptions, validate_params
 from sk_cotuning.backbones import build_backbone
 from sk_cotuning.callbacks import default_callbacks
@@ -189,7 +189,17 @@ use_caching, torch_load_kwargs, **kwargs
         validation batches.
     """
 
-    prefixes_ = NeuralNetClassifier.prefixes_ + ["regularizer"]
+    #: Parameters that may hold nn.Modules (a backbone, a regulariser, v2
+    #: transforms).  Declared as prefixes, skorch's documented way to name
+    #: special attributes: its ``__setattr__`` (0.10+, skorch PR 597) then
+    #: keeps them plain attributes instead of registering a module assigned
+    #: to the net as a new component -- so ``net.backbone = model`` works as
+    #: ``set_params(backbone=model)`` does, before and after ``fit``.  Of
+    #: the prefixed keys only ``regularizer__*`` are parameters; the others
+    #: are refused by :meth:`_check_params`.
+    _MODULE_PARAMS = ("backbone", "regularizer", "train_transform", "eval_transform")
+
+    prefixes_ = NeuralNetClassifier.prefixes_ + list(_MODULE_PARAMS)
 
     _parameter_constraints: dict = {
         "backbone": [str, nn.Module, callable],
@@ -275,25 +285,20 @@ use_caching, torch_load_kwargs, **kwargs
         )
         # the network is built from `backbone`; skorch's module/dataset are unused
         del self.module, self.dataset
-        for name, value in (("backbone", backbone), ("regularizer", regularizer)):
-            store(self, name, value)  # may hold nn.Modules: parameters, not components
+        self.backbone = backbone
+        self.regularizer = regularizer
         self.weights = weights
         self.source_head = source_head
         self.backbone_lr_mult = backbone_lr_mult
         self.lr_schedule = lr_schedule
         self.max_grad_norm = max_grad_norm
-        store(self, "train_transform", train_transform)
-        store(self, "eval_transform", eval_transform)
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
         self.test_time_augmentation = test_time_augmentation
         self.amp = amp
         self.channels_last = channels_last
         self.convert_image_arrays = convert_image_arrays
         self.random_state = random_state
-
-    #: Parameters that may hold nn.Modules (a backbone, a regulariser, v2
-    #: transforms): stored with :func:`~sk_cotuning._skorch.store`, never
-    #: registered as skorch components.
-    _MODULE_PARAMS = ("backbone", "regularizer", "train_transform", "eval_transform")
 
     # ---------------------------------------------------------------- sklearn
     def __repr__(self) -> str:
@@ -343,8 +348,24 @@ use_caching, torch_load_kwargs, **kwargs
                 "(no scaler needed)."
             )
         self._validate(self._parameter_constraints)
+        self._reject_nested_module_params()
         check_device(self.requested_device)
         self._make_regularizer()  # validates the spec and its parameters
+
+    def _reject_nested_module_params(self) -> None:
+        """``backbone__*``, ``train_transform__*``, ``eval_transform__*`` are not
+        parameters (skorch accepts any key under a declared prefix)."""
+        owners = [name for name in self._MODULE_PARAMS if name != "regularizer"]
+        nested = sorted(key for key in vars(self)
+                        if "__" in key and key.split("__", 1)[0] in owners)
+        if nested:
+            owner = nested[0].split("__", 1)[0]
+            raise ValueError(
+                f"Got unexpected argument(s) {', '.join(nested)}: {owner} takes no nested "
+                f"parameters. Configure the object itself and pass it, e.g. "
+                f"{owner}=<your configured module or factory>; only regularizer__* "
+                f"parameters are routed."
+            )
 
     # ----------------------------------------------------------------- labels
     def _set_classes(self, y: Any, classes: Any = None) -> None:
@@ -671,22 +692,21 @@ use_caching, torch_load_kwargs, **kwargs
         if not kwargs:
             return self
         for key in [k for k in self._MODULE_PARAMS if k in kwargs]:
-            # may hold nn.Modules; "regularizer" on a fitted net: like skorch's
-            # module, the next fit builds it
-            store(self, key, kwargs.pop(key))
+            # "regularizer" on a fitted net: like skorch's module, the next fit builds it
+            setattr(self, key, kwargs.pop(key))
         if not getattr(self, "initialized_", False):
             if "callbacks" in kwargs:
                 # skorch initialises callbacks inside set_params; an invalid value
                 # must fail in fit, as other parameters do (sklearn's
                 # check_do_not_raise_errors_in_init_or_set_params)
-                store(self, "callbacks", kwargs.pop("callbacks"))
+                self.callbacks = kwargs.pop("callbacks")
             return super().set_params(**kwargs) if kwargs else self
         # on a fitted net, skorch would re-initialise (or raise) for these: apply them here
         applied = {k: kwargs.pop(k) for k in list(kwargs)
                    if k.startswith(("iterator_train__", "iterator_valid__", "regularizer__"))
                    or k in ("lr", "backbone_lr_mult")}
         for key, value in applied.items():
-            store(self, key, value)
+            setattr(self, key, value)
             if "__" in key:
                 mark_for_validation(self, key)
         nested = {k[len("regularizer__"):]: v for k, v in applied.items()

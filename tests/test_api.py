@@ -97,6 +97,37 @@ def test_setting_the_regularizer_on_a_fitted_net_takes_effect_at_the_next_fit(di
     clf.partial_fit(X, y)
 
 
+def test_module_valued_parameters_can_be_assigned_as_attributes(digits):
+    # sklearn users write est.param = value as often as set_params; skorch's
+    # __setattr__ used to take a module assigned so for a component and raise
+    from torch import nn
+    from torchvision.transforms import v2
+
+    from sk_cotuning.regularization import L2SP
+
+    X, y = digits
+    clf = FineTuningClassifier("glyphnet", weights=None, **FAST)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    clf.backbone = mlp
+    clf.regularizer = L2SP(alpha=0.02)
+    clf.eval_transform = v2.Identity()
+    clf.fit(X, y)
+    assert clf.regularizer_.alpha == 0.02 and clf._modules == ["module"]
+    assert clf.get_params()["backbone"] is mlp
+    clf.train_transform = nn.Identity()  # on the fitted net too, for the next fit
+    clf.regularizer = None
+    assert clf.fit(X, y).regularizer_ is None and clf.predict(X).shape == y.shape
+
+
+@pytest.mark.parametrize("key", ["backbone__width", "train_transform__p", "eval_transform__p"])
+def test_nested_keys_of_a_module_valued_parameter_are_refused(digits, key):
+    X, y = digits
+    clf = FineTuningClassifier("glyphnet", **FAST, **{key: 2})
+    with pytest.raises(ValueError, match=f"{key}: {key.split('__')[0]} takes no nested"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "module_")  # refused before anything was built
+
+
 def test_one_name_and_one_default_per_concept(digits):
     import inspect
 

@@ -19,7 +19,6 @@ from sk_cotuning._skorch import (
     SKORCH_REQUIREMENT,
     mark_for_validation,
     only_trainable_criteria,
-    store,
     temporary_attribute,
 )
 
@@ -40,19 +39,25 @@ def test_the_installed_skorch_is_a_supported_one():
     assert SKORCH_REQUIREMENT in project["project"]["dependencies"]
 
 
-def test_skorch_registers_modules_set_as_attributes_and_store_does_not(tiny_backbone, image_data):
+def test_skorch_registers_modules_set_as_attributes_unless_prefixed(tiny_backbone, image_data):
     net = plain_net()
     with pytest.raises(SkorchAttributeError, match="outside of an initialize method"):
         net.backbone = nn.Linear(2, 2)  # skorch's __setattr__ takes it for a component
-    store(net, "backbone", nn.Linear(2, 2))
+    net.prefixes_ = net.prefixes_ + ["backbone"]  # a declared prefix stays a plain attribute
+    net.backbone = nn.Linear(2, 2)
     assert "backbone" not in net._modules
-    # so a module-valued parameter can be set on the estimator, before and after fit
+    # the estimator declares its module-valued parameters so: set as attributes
+    # or through set_params, before and after fit, they stay parameters
     X, y = image_data
     clf = CoTuningClassifier(tiny_backbone, **FAST)
-    clf.set_params(backbone=tiny_backbone, train_transform=nn.Identity())
+    clf.backbone = tiny_backbone
+    clf.train_transform = nn.Identity()
+    clf.set_params(eval_transform=nn.Identity())
     clf.fit(X, y)
-    clf.set_params(backbone=tiny_backbone)
+    clf.backbone = tiny_backbone
+    clf.set_params(backbone=tiny_backbone, train_transform=None)
     assert clf.get_params()["backbone"] is tiny_backbone and clf._modules == ["module"]
+    assert clf.fit(X, y).train_transform is None and clf.predict(X).shape == y.shape
 
 
 def test_device_is_resolved_for_skorch_and_read_back_as_set(tiny_backbone, image_data):
@@ -93,10 +98,10 @@ def test_skorch_reads_dataloader_arguments_from_attributes():
 def test_skorch_validates_the_prefixed_keys_it_recorded():
     net = plain_net()
     net.initialize()
-    store(net, "iterator_train__drop_last", True)
+    net.iterator_train__drop_last = True
     mark_for_validation(net, "iterator_train__drop_last")
     assert "iterator_train__drop_last" in net._params_to_validate
-    store(net, "modul__typo", 1)
+    net.modul__typo = 1
     mark_for_validation(net, "modul__typo")
     with pytest.raises(ValueError, match="modul__typo"):
         net.initialize()
