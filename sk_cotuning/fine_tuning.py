@@ -672,6 +672,22 @@ use_caching, torch_load_kwargs, **kwargs
         codes = self.predict_proba(X).argmax(axis=1)
         return self.classes_[codes]
 
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba` (``-inf`` where a probability is 0).
+
+        Parameters
+        ----------
+        X : array-like
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
     def _route_params(self, params: dict) -> dict:
         """Handle the parameters a subclass owns; return the rest for ``set_params``."""
         return params

@@ -128,6 +128,16 @@ def test_nested_keys_of_a_module_valued_parameter_are_refused(digits, key):
     assert not hasattr(clf, "module_")  # refused before anything was built
 
 
+def test_predict_log_proba_is_the_log_of_predict_proba(digits):
+    X, y = digits
+    clf = CoTuningClassifier("glyphnet", **FAST).fit(X, y)
+    proba = clf.predict_proba(X[:5])
+    log_proba = clf.predict_log_proba(X[:5])
+    assert log_proba.shape == (5, len(clf.classes_))
+    np.testing.assert_allclose(np.exp(log_proba), proba, rtol=1e-6)
+    np.testing.assert_array_equal(clf.classes_[log_proba.argmax(1)], clf.predict(X[:5]))
+
+
 def test_one_name_and_one_default_per_concept(digits):
     import inspect
 
