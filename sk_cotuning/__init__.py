@@ -41,7 +41,7 @@ _PUBLIC = {
     "Regularizer": "sk_cotuning.regularization",
     "available_backbones": "sk_cotuning.backbones",
     "h_score": "sk_cotuning.transferability",
-    "leep_score": "sk_cotuning.relationship",
+    "leep_score": "sk_cotuning.transferability",
     "load_image_folder": "sk_cotuning.datasets",
     "logme_score": "sk_cotuning.transferability",
     "nce_score": "sk_cotuning.transferability",

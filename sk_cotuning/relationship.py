@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from sk_cotuning._logistic import fit_multinomial
 from sk_cotuning._validation import Interval, StrOptions, validate_params
 
-__all__ = ["CategoryRelationship", "leep_score", "DEFAULT_CS"]
+__all__ = ["CategoryRelationship", "DEFAULT_CS"]
 
 #: The paper's grid of inverse regularisation strengths for the reverse
 #: approach: 1e4 down to 1e-4 in steps of half a decade (17 values).
@@ -564,43 +564,10 @@ class CategoryRelationship(TransformerMixin, BaseEstimator):
         return float(np.mean(np.log(np.maximum(picked, _TINY))))
 
 
-def leep_score(
-    source_outputs: Any,
-    y: Any,
-    *,
-    input: str = "logits",  # noqa: A002
-    temperature: float = 1.0,
-) -> float:
-    """LEEP transferability score of a source model for a target task.
+def __getattr__(name: str) -> Any:
+    # leep_score moved to sk_cotuning.transferability, with the other scores
+    if name == "leep_score":
+        from sk_cotuning.transferability import leep_score
 
-    Fits the direct :class:`CategoryRelationship` on ``(source_outputs, y)``
-    and returns its :meth:`~CategoryRelationship.score` on the same data, as
-    defined by Nguyen et al. (ICML 2020).  Use it to rank candidate
-    backbones before training: higher is more transferable.
-
-    Parameters
-    ----------
-    source_outputs : array-like of shape (n_samples, n_source)
-        The source model's outputs on the target samples.
-    y : array-like of shape (n_samples,)
-        Target labels.
-    input : {"logits", "proba"}, default="logits"
-        Whether ``source_outputs`` are logits or probabilities.
-    temperature : float, default=1.0
-        Calibration temperature applied to the logits.
-
-    Returns
-    -------
-    score : float
-        The LEEP score, at most 0.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sk_cotuning import leep_score
-    >>> proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
-    >>> round(leep_score(proba, [0, 0, 1, 1], input="proba"), 4)
-    -0.3426
-    """
-    rel = CategoryRelationship(method="direct", input=input, temperature=temperature)
-    return rel.fit(source_outputs, y).score(source_outputs, y)
+        return leep_score
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

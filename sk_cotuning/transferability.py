@@ -1,8 +1,8 @@
 """Transferability scores: how well a pre-trained model suits a target task, before training.
 
 Plain functions on a model's outputs over the target training data and the
-target labels, higher is better, in the idiom of :func:`leep_score` (which
-lives with the relationship it is computed from, and is re-exported here):
+target labels, higher is better, each checking its inputs alike (a clear
+error naming the score for NaN outputs, a shape mismatch or one class):
 
 - :func:`logme_score` (You et al., ICML 2021): the log marginal likelihood of
   the labels under a Bayesian linear model on the *features*, its prior and
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from sk_cotuning.relationship import leep_score
+from sk_cotuning.relationship import CategoryRelationship
 
 __all__ = ["h_score", "leep_score", "logme_score", "nce_score", "regularized_h_score"]
 
@@ -327,3 +327,46 @@ def nce_score(source_outputs: Any, y: Any, *, input: str = "logits") -> float:  
         terms = np.where(joint > 0, joint * np.log(joint / p_z), 0.0)
     return float(terms.sum())
 
+
+def leep_score(
+    source_outputs: Any,
+    y: Any,
+    *,
+    input: str = "logits",  # noqa: A002
+    temperature: float = 1.0,
+) -> float:
+    """LEEP transferability score of a source model for a target task.
+
+    Fits the direct :class:`CategoryRelationship` on ``(source_outputs, y)``
+    and returns its :meth:`~CategoryRelationship.score` on the same data, as
+    defined by Nguyen et al. (ICML 2020).  Use it to rank candidate
+    backbones before training: higher is more transferable.
+
+    Parameters
+    ----------
+    source_outputs : array-like of shape (n_samples, n_source)
+        The source model's outputs on the target samples.
+    y : array-like of shape (n_samples,)
+        Target labels.
+    input : {"logits", "proba"}, default="logits"
+        Whether ``source_outputs`` are logits or probabilities.
+    temperature : float, default=1.0
+        Calibration temperature applied to the logits.
+
+    Returns
+    -------
+    score : float
+        The LEEP score, at most 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_cotuning import leep_score
+    >>> proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7]])
+    >>> round(leep_score(proba, [0, 0, 1, 1], input="proba"), 4)
+    -0.3426
+    """
+    outputs = _check_matrix(source_outputs, "leep_score", "source_outputs")
+    _check_labels(y, len(outputs), "leep_score")
+    rel = CategoryRelationship(method="direct", input=input, temperature=temperature)
+    return rel.fit(outputs, y).score(outputs, y)

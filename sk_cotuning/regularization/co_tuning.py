@@ -20,8 +20,9 @@ from torch import nn
 
 from sk_cotuning._validation import WEIGHT, HasMethods, Interval, StrOptions
 from sk_cotuning.regularization._base import LossTerm, Regularizer
-from sk_cotuning.relationship import CategoryRelationship, leep_score
+from sk_cotuning.relationship import CategoryRelationship
 from sk_cotuning.runtime import seed_from
+from sk_cotuning.transferability import leep_score
 
 __all__ = ["DEFAULT_SOFT_TARGET_TEMPERATURE", "DEFAULT_TRADE_OFF", "CoTuning", "CoTuningLoss"]
 
