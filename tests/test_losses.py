@@ -41,3 +41,23 @@ def test_float32_under_autocast():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same shape"):
         CoTuningLoss()(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize("logits, q, match", [
+    (torch.zeros(3), torch.full((3,), 1 / 3), "same shape"),  # 1-D: was an IndexError
+    (torch.zeros(2, 3), torch.tensor([0, 1]), "for labels, index the relationship"),
+    (torch.zeros(0, 3), torch.zeros(0, 3), "empty"),  # was NaN
+    (torch.zeros(2, 3), torch.ones(2, 3), "row 0 has minimum 1 and sums to 3"),  # was 3.30
+    (torch.zeros(2, 3), torch.tensor([[1.5, -0.5, 0.0], [1.0, 0.0, 0.0]]), "1 of 2 row"),
+    (torch.zeros(2, 3), torch.tensor([[float("nan"), 0.5, 0.5], [1.0, 0.0, 0.0]]), "row 0"),
+])
+def test_bad_inputs_are_clear_errors_not_numbers(logits, q, match):
+    with pytest.raises(ValueError, match=match):
+        CoTuningLoss()(logits, q)
+
+
+def test_the_target_check_allows_low_precision_rows_and_can_be_turned_off():
+    q = torch.softmax(torch.randn(8, 50), 1)
+    CoTuningLoss()(torch.randn(8, 50), q.bfloat16())  # rows sum to 1 within bf16 rounding
+    unchecked = CoTuningLoss(check_targets=False)(torch.zeros(1, 2), torch.tensor([[2.0, 0.0]]))
+    assert unchecked.item() == pytest.approx(2 * math.log(2), rel=1e-6)

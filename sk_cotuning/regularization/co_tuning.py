@@ -43,6 +43,22 @@ def check_relationship_spec(relationship: Any) -> None:
         )
 
 
+def _check_distributions(rows: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every row is a distribution (finite, >= 0, sums to 1)."""
+    q = rows.detach().float()
+    tolerance = 1e-2 if rows.dtype in (torch.float16, torch.bfloat16) else 1e-4
+    sums = q.sum(dim=1)
+    bad = ~torch.isfinite(q).all(dim=1) | (q < 0).any(dim=1) | ((sums - 1).abs() > tolerance)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"soft_targets must hold one distribution per sample (finite, non-negative, "
+            f"summing to 1), but {int(bad.sum())} of {len(q)} row(s) do not: row {i} has "
+            f"minimum {float(q[i].min()):.4g} and sums to {float(sums[i]):.4g}. Pass "
+            f"probabilities (e.g. softmax of scores, or the relationship's rows R[y])."
+        )
+
+
 class CoTuningLoss(nn.Module):
     """Soft cross-entropy of the source head against the relationship's rows.
 
@@ -53,6 +69,16 @@ class CoTuningLoss(nn.Module):
 
     where ``soft_targets[i] = p(source class | y_i)`` is the row of the
     category relationship for the sample's target label.
+
+    Parameters
+    ----------
+    check_targets : bool, default=True
+        Check on every call that ``soft_targets`` holds distributions (finite,
+        non-negative, each row summing to one) and raise ``ValueError``
+        otherwise: a row that does not sum to one, or labels in place of
+        rows, would give a plausible but wrong loss.  On a GPU the check
+        waits for the device once per call; :class:`CoTuning` turns it off,
+        its rows come from a fitted relationship.
 
     Notes
     -----
@@ -72,12 +98,23 @@ class CoTuningLoss(nn.Module):
     0.6931471824645996
     """
 
+    def __init__(self, check_targets: bool = True) -> None:
+        super().__init__()
+        self.check_targets = check_targets
+
     def forward(self, source_logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-        if source_logits.shape != soft_targets.shape:
+        if source_logits.shape != soft_targets.shape or source_logits.ndim != 2:
             raise ValueError(
                 f"source_logits {tuple(source_logits.shape)} and soft_targets "
-                f"{tuple(soft_targets.shape)} must have the same shape (N, n_source)."
+                f"{tuple(soft_targets.shape)} must have the same shape (N, n_source): one "
+                f"row of source logits and one distribution over the source classes per "
+                f"sample (for labels, index the relationship's rows: R[y])."
             )
+        if source_logits.shape[0] == 0:
+            raise ValueError("The batch is empty (N = 0): the mean loss over no samples "
+                             "is undefined.")
+        if self.check_targets:
+            _check_distributions(soft_targets)
         log_p = F.log_softmax(source_logits.float(), dim=1)
         q = soft_targets.to(log_p.dtype)
         # where q == 0 the term is 0 by definition, also if log_p is -inf
@@ -140,7 +177,7 @@ class CoTuning(Regularizer):
         self.trade_off = trade_off
         self.relationship = relationship
         self.soft_target_temperature = soft_target_temperature
-        self.loss = CoTuningLoss()
+        self.loss = CoTuningLoss(check_targets=False)  # rows of a fitted relationship
         self.register_buffer("soft_targets", torch.zeros(0, 0))
         self.register_buffer("fitted_temperature", torch.ones(()))
 
