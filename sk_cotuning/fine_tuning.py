@@ -43,6 +43,7 @@ from sk_cotuning.network import (
     unwrap,
 )
 from sk_cotuning.regularization import REGULARIZERS, Regularizer, make_regularizer
+from sk_cotuning.regularization._base import checked_terms
 from sk_cotuning.runtime import AutoDeviceMixin, check_device, resolve_runtime, seeded
 
 __all__ = ["FineTuningClassifier"]
@@ -492,7 +493,7 @@ use_caching, torch_load_kwargs, **kwargs
         y = to_tensor(y_true, device=target_logits.device).long()
         target_loss = self.criterion_(target_logits.float(), y)
         regularizer = self.regularizer_
-        terms = regularizer(y_pred, y) if regularizer is not None else []
+        terms = [] if regularizer is None else checked_terms(regularizer, regularizer(y_pred, y))
         if not training:
             for term in terms:
                 self.history.record_batch(f"valid_{term.name}_loss", term.value.item())
@@ -501,12 +502,6 @@ use_caching, torch_load_kwargs, **kwargs
         values = dict.fromkeys(regularizer.terms if regularizer is not None
                                else self._loss_term_names(), 0.0)
         for term in terms:
-            if term.name not in values:
-                raise ValueError(
-                    f"{type(regularizer).__name__} returned a loss term named {term.name!r}, "
-                    f"but its terms attribute declares {tuple(values)}: add the name to "
-                    f"terms (each is logged as <name>_loss) or return the declared names."
-                )
             loss = loss + term.weight * term.value
             values[term.name] = term.value.detach()
         total, target_value = loss.item(), target_loss.item()

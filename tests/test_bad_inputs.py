@@ -268,6 +268,41 @@ class _NaNTerm(Regularizer):
         return [LossTerm("nan", outputs[0].sum() * float("nan"), 1.0)]
 
 
+class _Custom(Regularizer):
+    """A user's regulariser, varied below by what its forward returns."""
+
+    terms = ("t",)
+    needs = frozenset({"features"})
+    returns = "list"
+
+    def forward(self, outputs, y):
+        value = outputs.features.pow(2).mean()
+        return {
+            "float": [LossTerm("t", 0.5, 1.0)],
+            "vector": [LossTerm("t", outputs.features.pow(2).mean(1), 1.0)],
+            "tensor": value,
+            "one term": LossTerm("t", value, 1.0),
+            "plain tuple": [("t", value, 1.0)],
+            "string weight": [LossTerm("t", value, "0.1")],
+        }[self.returns]
+
+
+def custom_regularizer(c, **class_attrs):
+    cls = type("MyRegularizer", (_Custom,), class_attrs)
+    FineTuningClassifier(c.tiny, regularizer=cls(), **FAST).fit(c.X, c.y)
+
+
+class _StoresElsewhere(Regularizer):
+    terms = ("t",)
+
+    def __init__(self, alpha=0.1):
+        super().__init__()
+        self.weight_value = alpha
+
+    def forward(self, outputs, y):
+        return []
+
+
 def reverse_relationship_by_nested_name(c):
     clf = FineTuningClassifier(c.tiny, regularizer="co_tuning",
                                regularizer__relationship__method="reverse", **FAST).fit(c.X, c.y)
@@ -494,6 +529,30 @@ CASES = {
                                             (ValueError, r"'alpha' parameter of L2SP must be a float in the range \[0.0, inf\)")),
     "misnamed loss term": (lambda c: FineTuningClassifier(c.tiny, regularizer=_Misnamed(), **FAST)
                            .fit(c.X, c.y), (ValueError, "named 'b'.*declares \\('a',\\)")),
+    # a user's regulariser that breaks the protocol: said at once, in its terms
+    "term value a float": (lambda c: custom_regularizer(c, returns="float"),
+                           (TypeError, "MyRegularizer's term 't' has a float value; it must be a scalar tensor")),
+    "term value a vector": (lambda c: custom_regularizer(c, returns="vector"),
+                            (ValueError, r"term 't' has shape \(\d+,\); it must be a scalar")),
+    "forward returns a tensor": (lambda c: custom_regularizer(c, returns="tensor"),
+                                 (TypeError, "must return a list of LossTerm.*got Tensor")),
+    "forward returns one term": (lambda c: custom_regularizer(c, returns="one term"),
+                                 (TypeError, "returned one LossTerm; return a list")),
+    "forward returns plain tuples": (lambda c: custom_regularizer(c, returns="plain tuple"),
+                                     (TypeError, "returned a tuple in its list")),
+    "term weight a string": (lambda c: custom_regularizer(c, returns="string weight"),
+                             (TypeError, "term 't' has weight '0.1'; it must be a number")),
+    "needs with a typo": (lambda c: custom_regularizer(c, needs=frozenset({"feature"})),
+                          (ValueError, r"MyRegularizer.needs names \['feature'\].*choose from")),
+    "needs as a string": (lambda c: custom_regularizer(c, needs="source"),
+                          (TypeError, "needs must be a set of output names")),
+    "terms as a string": (lambda c: custom_regularizer(c, terms="t"),
+                          (TypeError, "terms must be a tuple of term names")),
+    "terms None": (lambda c: custom_regularizer(c, terms=None),
+                   (TypeError, "terms must be a tuple of term names.*got None")),
+    "parameter stored under another name": (
+        lambda c: FineTuningClassifier(c.tiny, regularizer=_StoresElsewhere(), **FAST).fit(c.X, c.y),
+        (TypeError, "_StoresElsewhere cannot be cloned.*store each __init__ parameter")),
     "infinite weight": (lambda c: FineTuningClassifier(c.tiny, regularizer="l2_sp",
                                                        regularizer__alpha=float("inf"), **FAST)
                         .fit(c.X, c.y), (ValueError, r"'alpha' parameter of L2SP must be a float in the range \[0.0, inf\)")),

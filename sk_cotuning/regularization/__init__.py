@@ -15,7 +15,7 @@ from typing import Any
 
 from sklearn.base import clone
 
-from sk_cotuning.regularization._base import LossTerm, Regularizer
+from sk_cotuning.regularization._base import LossTerm, Regularizer, check_declarations
 from sk_cotuning.regularization.bss import BSS
 from sk_cotuning.regularization.co_tuning import CoTuning, CoTuningLoss
 from sk_cotuning.regularization.combined import Combined
@@ -63,7 +63,15 @@ def _one(spec: Any) -> Regularizer:
                 f"the base class. Subclass it and implement forward (see 'Writing a "
                 f"regulariser' in the user guide), or use a name from {sorted(REGULARIZERS)}."
             )
-        return clone(spec)
+        check_declarations(spec)
+        try:
+            return clone(spec)
+        except AttributeError as exc:  # get_params reads each __init__ parameter back
+            raise TypeError(
+                f"{type(spec).__name__} cannot be cloned ({exc}): store each __init__ "
+                f"parameter under its own name (self.alpha = alpha), as scikit-learn "
+                f"estimators do, so that get_params, set_params and clone work."
+            ) from None
     raise TypeError(
         f"regularizer must be a name ({sorted(REGULARIZERS)}), a "
         f"sk_cotuning.regularization.Regularizer instance, a list of those, or None, "

@@ -25,6 +25,7 @@ The estimator calls, in order:
 from __future__ import annotations
 
 import inspect
+import numbers
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -51,6 +52,82 @@ class LossTerm(NamedTuple):
     name: str
     value: torch.Tensor
     weight: float
+
+
+#: The network outputs a regulariser may name in ``needs``
+#: (:class:`~sk_cotuning.network.NetworkOutput`'s fields).
+OUTPUT_FIELDS = frozenset({"target", "source", "features"})
+
+
+def check_declarations(regularizer: "Regularizer") -> None:
+    """Check a regulariser's class-level protocol: ``terms`` and ``needs``.
+
+    Raises ``TypeError``/``ValueError`` naming the class and what to write,
+    when the estimator builds it (a typo in ``needs`` would otherwise leave
+    the source head unevaluated, and ``needs="source"`` would be read as a
+    set of letters).
+    """
+    owner = type(regularizer).__name__
+    terms, needs = regularizer.terms, regularizer.needs
+    if not isinstance(terms, (tuple, list)) or not all(isinstance(t, str) for t in terms):
+        raise TypeError(f"{owner}.terms must be a tuple of term names, e.g. ('my_term',); "
+                        f"got {terms!r}.")
+    if (not isinstance(needs, (frozenset, set, tuple, list))
+            or not all(isinstance(n, str) for n in needs)):
+        raise TypeError(f"{owner}.needs must be a set of output names, e.g. "
+                        f"frozenset({{'features'}}); got {needs!r}.")
+    unknown = sorted(set(needs) - OUTPUT_FIELDS)
+    if unknown:
+        raise ValueError(f"{owner}.needs names {unknown}, which the network does not "
+                         f"output; choose from {sorted(OUTPUT_FIELDS)}.")
+
+
+def checked_terms(regularizer: "Regularizer", terms: Any) -> list["LossTerm"]:
+    """The terms ``regularizer.forward`` returned, checked against the protocol.
+
+    Each must be a :class:`LossTerm` declared in ``terms``, its value a
+    scalar tensor and its weight a number.  Python-level checks only (no
+    device synchronisation).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the regulariser, the term and what to return instead.
+    """
+    owner = type(regularizer).__name__
+    if isinstance(terms, LossTerm):
+        raise TypeError(f"{owner}.forward returned one LossTerm; return a list of them: "
+                        f"[LossTerm(name, value, weight)].")
+    if not isinstance(terms, (list, tuple)):
+        raise TypeError(f"{owner}.forward must return a list of LossTerm(name, value, "
+                        f"weight) (an empty list for none); got {type(terms).__name__}.")
+    declared = tuple(regularizer.terms)
+    for term in terms:
+        if not isinstance(term, LossTerm):
+            raise TypeError(f"{owner}.forward returned a {type(term).__name__} in its list; "
+                            f"each item must be a LossTerm(name, value, weight).")
+        if term.name not in declared:
+            raise ValueError(
+                f"{owner} returned a loss term named {term.name!r}, but its terms "
+                f"attribute declares {declared}: add the name to terms (each is logged "
+                f"as <name>_loss) or return the declared names."
+            )
+        if not isinstance(term.value, torch.Tensor):
+            raise TypeError(
+                f"{owner}'s term {term.name!r} has a {type(term.value).__name__} value; it "
+                f"must be a scalar tensor computed from the outputs (so that it trains the "
+                f"network), e.g. outputs.features.pow(2).mean()."
+            )
+        if term.value.numel() != 1:
+            raise ValueError(f"{owner}'s term {term.name!r} has shape "
+                             f"{tuple(term.value.shape)}; it must be a scalar: reduce it, "
+                             f"e.g. with .mean().")
+        weight = term.weight
+        if not (isinstance(weight, numbers.Real) or (
+                isinstance(weight, torch.Tensor) and weight.numel() == 1)):
+            raise TypeError(f"{owner}'s term {term.name!r} has weight {weight!r}; it must "
+                            f"be a number.")
+    return list(terms)
 
 
 class Regularizer(nn.Module):
