@@ -78,7 +78,7 @@ class Protocol:
 
     rates: tuple = ("10/class", 0.01, 0.02, 0.05)
     seeds: int = 5  # paired seeds per rate for the CORE methods
-    extra_seeds: int = 3  # seeds 0..extra_seeds-1 also run the EXTRA methods
+    extra_seeds: int = 5  # seeds 0..extra_seeds-1 also run the EXTRA methods
     extra_rates: tuple = ("10/class", 0.01)
     # the shifted-row control alone, on the first ``extra_seeds`` seeds, at the other rates:
     # does the source head's gain there come from the relationship or from regularisation?
