@@ -138,7 +138,10 @@ def test_fashion_protocol_tunes_every_method_from_the_same_candidates():
     # every method at the extra rates; at the others the control alone, on the same seeds
     assert protocol.methods("10/class", 0) == list(fp.CORE) + list(fp.EXTRA)
     assert protocol.methods(0.05, 2) == [fp.SCRATCH, fp.FT, fp.COT, fp.CONTROL]
-    assert protocol.methods(0.05, 3) == protocol.methods(0.01, 4) == [fp.SCRATCH, fp.FT, fp.COT]
+    assert protocol.methods(0.05, 4) == [fp.SCRATCH, fp.FT, fp.COT, fp.CONTROL]  # every seed
+    assert protocol.methods(0.01, 4) == list(fp.CORE) + list(fp.EXTRA)
+    fewer = fp.Protocol(extra_seeds=3)  # past extra_seeds, the core methods alone
+    assert fewer.methods(0.05, 3) == fewer.methods(0.01, 4) == [fp.SCRATCH, fp.FT, fp.COT]
     # the base recipe reaches everyone but scratch; borrowed weights go to the right parts
     base = {"lr": 0.03, "backbone_lr_mult": 1.0}
     weights = {fp.COT: 0.77, "BSS": 0.003}
