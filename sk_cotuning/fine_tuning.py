@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
@@ -53,8 +54,14 @@ _SGD_DEFAULTS = {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 def _label_array(y: Any) -> Any:
     """A list or tuple of labels as an array: skorch indexes ``y[0][0]`` of a list,
-    which fails for numpy scalars (``fit(X, list(y))``)."""
-    return np.asarray(y) if isinstance(y, (list, tuple)) else y
+    which fails for numpy scalars (``fit(X, list(y))``).  A column vector
+    ``(n, 1)`` is flattened here, with scikit-learn's one
+    ``DataConversionWarning`` (later checks would each warn again)."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if getattr(y, "ndim", 1) == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return y
 
 
 class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
@@ -408,7 +415,8 @@ use_caching, torch_load_kwargs, **kwargs
         except AttributeError:
             raise ValueError(
                 f"{type(self).__name__} builds its network for the classes of y: call fit, "
-                f"or pass classes= to initialize() before load_params."
+                f"or, to restore saved parameters, build it with them first: "
+                f"{type(self).__name__}(..., classes=[...]).initialize(), then load_params."
             ) from None
         backbone = build_backbone(
             self.backbone, self.weights, self.source_head, verbose=bool(self.verbose)

@@ -39,6 +39,20 @@ def test_every_array_like_y_fits(digits, as_):
     clf.partial_fit(X, as_(y))
 
 
+def test_a_column_vector_y_warns_once_and_fits(digits):
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = digits
+    with pytest.warns(DataConversionWarning) as record:
+        clf = CoTuningClassifier("glyphnet", **FAST).fit(X, y.reshape(-1, 1))
+    conversions = [w for w in record if issubclass(w.category, DataConversionWarning)]
+    assert len(conversions) == 1  # scikit-learn's one warning, not one per check
+    assert clf.classes_.tolist() == list(range(10))
+    with pytest.warns(DataConversionWarning) as record:
+        clf.partial_fit(X, y.reshape(-1, 1).tolist())
+    assert sum(issubclass(w.category, DataConversionWarning) for w in record) == 1
+
+
 def test_the_log_columns_stay_in_place_and_name_the_backbone_rate(digits, capsys):
     X, y = digits
     CoTuningClassifier("glyphnet", **{**FAST, "verbose": 1, "max_epochs": 3}).fit(X, y)

@@ -462,7 +462,10 @@ CASES = {
                          (ValueError, "folders, not image files.*load_image_folder")),
     "int64 0..255": (lambda c: fit(c, X=(c.X * 255).astype(np.int64)),
                      ("warns", "read as intensities in \\[0, 255\\]")),
-    "initialize without classes": (lambda c: c.make().initialize(), (ValueError, "pass classes=")),
+    "initialize without classes": (  # initialize() takes no classes: say where they go
+        lambda c: c.make().initialize(),
+        (ValueError, r"CoTuningClassifier\(\.\.\., classes=\[\.\.\.\]\)\.initialize\(\), "
+                     r"then load_params")),
     "views set after fit": (lambda c: fit(c).set_params(test_time_augmentation="five").predict(c.X),
                             (ValueError, "'test_time_augmentation'")),
     "eval_transform set after fit": (lambda c: fit(c).set_params(eval_transform=5).predict(c.X),
