@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-__all__ = ["check_fit_targets", "encode_labels"]
+__all__ = ["check_fit_targets", "check_no_missing", "encode_labels"]
 
 
 def check_fit_targets(y: Any, name: str) -> np.ndarray:
@@ -27,7 +27,7 @@ def check_fit_targets(y: Any, name: str) -> np.ndarray:
             f"dataset]) (for an ImageFolder: y=np.array(dataset.targets))."
         )
     y = column_or_1d(y, warn=True)
-    _check_no_missing(y)
+    check_no_missing(y)
     try:
         check_classification_targets(y)
         present = np.unique(y)
@@ -45,7 +45,8 @@ def check_fit_targets(y: Any, name: str) -> np.ndarray:
     return present
 
 
-def _check_no_missing(y: np.ndarray) -> None:
+def check_no_missing(y: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the first indices where ``y`` is None or NaN."""
     if y.dtype == object:
         missing = [i for i, v in enumerate(y.tolist()) if v is None or v != v]
     elif y.dtype.kind == "f":
@@ -68,7 +69,7 @@ def encode_labels(y: Any, classes: np.ndarray, n_samples: int) -> np.ndarray:
         ``y`` has another length than ``n_samples``, or labels not in ``classes``.
     """
     y = column_or_1d(y, warn=True)
-    _check_no_missing(y)
+    check_no_missing(y)
     if len(y) != n_samples:
         raise ValueError(
             f"Found input variables with inconsistent numbers of samples: "

@@ -2,7 +2,8 @@
 
 Plain functions on a model's outputs over the target training data and the
 target labels, higher is better, each checking its inputs alike (a clear
-error naming the score for NaN outputs, a shape mismatch or one class):
+error naming the score for NaN outputs, a shape mismatch, one class, missing
+labels, or a continuous y, which would make every value a class):
 
 - :func:`logme_score` (You et al., ICML 2021): the log marginal likelihood of
   the labels under a Bayesian linear model on the *features*, its prior and
@@ -29,7 +30,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.utils.multiclass import type_of_target
 
+from sk_cotuning._labels import check_no_missing
 from sk_cotuning.relationship import CategoryRelationship
 
 __all__ = ["h_score", "leep_score", "logme_score", "nce_score", "regularized_h_score"]
@@ -41,6 +44,17 @@ def _check_labels(y: Any, n: int, name: str) -> tuple[np.ndarray, int]:
     if y.ndim != 1 or len(y) != n:
         raise ValueError(
             f"{name}: y must be 1-D with one label per sample ({n}); got shape {y.shape}."
+        )
+    try:
+        check_no_missing(y)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    kind = type_of_target(y)
+    if kind not in ("binary", "multiclass"):  # e.g. continuous: every value its own class
+        raise ValueError(
+            f"{name}: y must hold class labels, but its values look {kind} (e.g. "
+            f"{y[:3].tolist()}); a transferability score here measures how well a model "
+            f"separates classes. Pass the class of each sample."
         )
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:

@@ -200,3 +200,8 @@ def test_one_class_nan_and_shape_errors(score):
         score(bad, y)
     with pytest.raises(ValueError, match=f"{name}: y must be 1-D with one label per sample"):
         score(F, y[:-1])
+    # a regression target made every value its own class and returned a score
+    with pytest.raises(ValueError, match=f"{name}: y must hold class labels.*continuous"):
+        score(F, np.random.default_rng(0).normal(size=len(F)))
+    with pytest.raises(ValueError, match=f"{name}: y has 1 missing label"):
+        score(F, np.r_[np.nan, y[1:].astype(float)])
