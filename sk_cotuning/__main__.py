@@ -7,7 +7,8 @@
   ``[imagenet]`` extra are installed; about 7 minutes on 2 CPU cores).
 
 See ``--help`` of each.  The arguments are checked (the output folder
-included) before torch is imported or anything trains.
+included) before torch is imported, and the fashion job's data and ImageNet
+weights before anything trains; each problem is a one-line error.
 """
 
 from __future__ import annotations
@@ -82,6 +83,24 @@ def _check_out(parser: argparse.ArgumentParser, out: str) -> None:
                      f"pass a writable folder")
 
 
+def _check_fashion_inputs(parser: argparse.ArgumentParser, data_home: str | None) -> None:
+    """Fail now, with the loader's advice, if the data or the ImageNet model is missing."""
+    if data_home is not None and not Path(data_home).is_dir():
+        parser.error(f"argument --data-home: {data_home!r} is not a folder; pass the folder "
+                     f"that holds the Fashion-MNIST idx files, or leave it out to use "
+                     f"Debian's dataset-fashion-mnist")
+    from sk_cotuning.backbones._timm import import_timm
+    from sk_cotuning.backbones.efficientnet_lite import weights_file
+    from sk_cotuning.datasets.fashion_mnist import load_fashion_mnist
+
+    try:
+        load_fashion_mnist("test", data_home)  # 10,000 images: read in well under a second
+        import_timm()
+        weights_file(0)
+    except (FileNotFoundError, ValueError, ImportError) as exc:  # ValueError: a damaged file
+        parser.error(str(exc))
+
+
 def fashion_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="sk-cotuning fashion",
@@ -116,6 +135,7 @@ def fashion_main(argv: list[str]) -> int:
         parser.error(f"argument --per-class: at most {FASHION_PER_CLASS} (each Fashion-MNIST "
                      f"class has {FASHION_PER_CLASS} training images), got {args.per_class}")
     _check_out(parser, args.out)
+    _check_fashion_inputs(parser, args.data_home)
     from sk_cotuning.jobs.fashion import (
         FashionConfig,
         format_fashion_report,

@@ -52,6 +52,11 @@ def test_missing_corrupt_and_download(tmp_path, monkeypatch):
         load_fashion_mnist("train", tmp_path)
     with pytest.raises(ValueError, match="split must be"):
         load_fashion_mnist("valid", tmp_path)
+    # a data_home that is not a folder (a typo) is named, not passed over for another copy
+    monkeypatch.setenv("SK_COTUNING_DATA", str(DEBIAN_DIR))
+    with pytest.raises(FileNotFoundError, match="data_home '.*typo' is not a folder"):
+        load_fashion_mnist("test", tmp_path / "typo")
+    monkeypatch.delenv("SK_COTUNING_DATA")
     (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01abc")
     with pytest.raises(ValueError, match="not an idx file"):
         read_idx(tmp_path / "bad")

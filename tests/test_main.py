@@ -177,3 +177,27 @@ def test_the_figures_say_what_is_wrong_with_their_input(call, match):
     R = np.random.default_rng(0).dirichlet(np.ones(5), size=3)
     with pytest.raises(ValueError, match=match):
         call(plotting, R)
+
+
+def test_the_fashion_job_checks_its_data_before_training(tmp_path, capsys, monkeypatch):
+    import sk_cotuning.jobs.fashion
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained although the data is missing")
+
+    monkeypatch.setattr(sk_cotuning.jobs.fashion, "run_fashion", never)
+    out = ["--out", str(tmp_path / "out")]
+    # a --data-home typo: it used to fall back to Debian's copy without a word
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fashion", "--data-home", str(tmp_path / "typo")] + out)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "argument --data-home: " in err and "typo' is not a folder" in err
+    # no data anywhere: the loader's advice, as a one-line error (was a traceback)
+    monkeypatch.setattr("sk_cotuning.datasets.fashion_mnist.DEBIAN_DIR", tmp_path / "none")
+    monkeypatch.delenv("SK_COTUNING_DATA", raising=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fashion", "--data-home", str(tmp_path / "empty")] + out)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "apt-get install dataset-fashion-mnist" in err

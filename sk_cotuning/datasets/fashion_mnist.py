@@ -97,10 +97,18 @@ def load_fashion_mnist(
     Raises
     ------
     FileNotFoundError
-        Naming the folders searched and the three ways to get the files.
+        Naming the folders searched and the three ways to get the files; or
+        naming ``data_home`` when it is not a folder (without ``download``: a
+        typo there would otherwise load another copy of the data in silence).
     """
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if data_home is not None and not download and not Path(data_home).is_dir():
+        raise FileNotFoundError(
+            f"data_home {str(data_home)!r} is not a folder. Pass the folder that holds the "
+            f"Fashion-MNIST idx files, leave data_home unset to use $SK_COTUNING_DATA or "
+            f"Debian's dataset-fashion-mnist, or pass download=True to fetch them there."
+        )
     folders = [Path(p) for p in (data_home, os.environ.get("SK_COTUNING_DATA")) if p]
     folders.append(DEBIAN_DIR)
     images_stem, labels_stem = _FILES[split]
