@@ -8,6 +8,7 @@ collects its penultimate features and source-head logits, scores them with
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from typing import Any, Callable, Mapping
@@ -59,11 +60,19 @@ class BackboneRanking(dict):
 
 
 def _label(candidate: Any, index: int) -> str:
-    backbone = candidate.get("backbone") if isinstance(candidate, dict) else candidate
+    """``"resnet50"``; a dict's other parameters in brackets (``"resnet50
+    (weights=None)"``), so that one architecture with two sets of weights gets
+    two names; a module or factory its class or function name and position."""
+    backbone = candidate.get("backbone") if isinstance(candidate, Mapping) else candidate
     if isinstance(backbone, str):
-        return backbone
-    name = getattr(backbone, "__name__", None) or type(backbone).__name__
-    return f"{name} #{index}"
+        name = backbone
+    else:
+        name = f"{getattr(backbone, '__name__', None) or type(backbone).__name__} #{index}"
+    if isinstance(candidate, Mapping):
+        rest = ", ".join(f"{key}={value!r}" for key, value in candidate.items()
+                         if key != "backbone")
+        name = f"{name} ({rest})" if rest else name
+    return name
 
 
 def _check_candidates(candidates: Any) -> list[tuple[str, dict]]:
@@ -94,7 +103,7 @@ def rank_backbones(
     y: Any,
     *,
     scores: tuple[str, ...] = ("logme", "leep", "nce", "h_score"),
-    sort_by: str = "logme",
+    sort_by: str | None = None,
     batch_size: int = 64,
     device: Any = "auto",
     amp: Any = "auto",
@@ -121,12 +130,13 @@ def rank_backbones(
         The target training inputs, as for ``fit``.
     y : array-like of shape (n_samples,)
         Their labels (at least two classes).
-    scores : tuple of str, default=("logme", "leep", "nce", "h_score")
+    scores : str or tuple of str, default=("logme", "leep", "nce", "h_score")
         Which scores to compute (keys of :data:`SCORES`; also
         ``"regularized_h_score"``, which did not rank this package's
-        benchmark zoo: see the user guide).
-    sort_by : str, default="logme"
-        The score that orders the table (higher first).  LogME had the best
+        benchmark zoo: see the user guide).  One name computes one score.
+    sort_by : str or None, default=None
+        The score that orders the table (higher first); ``None``: ``"logme"``
+        when it is computed, else the first of ``scores``.  LogME had the best
         published agreement with fine-tuned accuracy; see the user guide
         ("Choosing a backbone and settings") for this package's measurement.
     batch_size : int, default=64
@@ -155,18 +165,28 @@ def rank_backbones(
         the table and by a warning, and the others are still scored.
     """
     from sk_cotuning._labels import check_fit_targets
+    from sk_cotuning._validation import validate_params
     from sk_cotuning.fine_tuning import FineTuningClassifier
     from sk_cotuning.network import unwrap
-    from sk_cotuning.runtime import seeded
+    from sk_cotuning.runtime import check_device, seeded
 
     items = _check_candidates(candidates)
-    scores = tuple(scores)
+    scores = (scores,) if isinstance(scores, str) else tuple(scores)
     unknown = [s for s in scores if s not in SCORES]
     if unknown or not scores:
         raise ValueError(f"Unknown score(s) {unknown or '(none given)'}; choose from "
                          f"{sorted(SCORES)}.")
+    if sort_by is None:
+        sort_by = "logme" if "logme" in scores else scores[0]
     if sort_by not in scores:
         raise ValueError(f"sort_by={sort_by!r} is not among the scores computed {scores}.")
+    # what every candidate shares is checked once, here, not reported per candidate
+    shared = {"batch_size": batch_size, "amp": amp}
+    validate_params({k: FineTuningClassifier._parameter_constraints[k] for k in shared},
+                    shared, "rank_backbones")
+    check_device(device)
+    if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise ValueError(f"verbose must be an int >= 0 (0, 1 or 2), got {verbose!r}.")
     y = np.asarray(y)
     classes = check_fit_targets(y, "rank_backbones")
     if len(classes) < 2:

@@ -1,5 +1,7 @@
 """rank_backbones: candidates scored on the target data, failures reported, bad input refused."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -112,6 +114,40 @@ def test_bad_scores_and_all_failing(digits):
         rank_backbones(["glyphnet"], X, y, scores=("logme",), sort_by="nce")
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="No candidate could be scored"):
         rank_backbones(["nope"], X, y, verbose=0)
+
+
+def test_one_architecture_with_two_weights_gets_two_names(digits):
+    # both were named "glyphnet", and the list was refused as a name clash
+    X, y = digits
+    ranking = rank_backbones(["glyphnet", {"backbone": "glyphnet", "weights": None}], X, y,
+                             verbose=0, random_state=0)
+    assert ranking["candidate"] == ["glyphnet", "glyphnet (weights=None)"]
+
+
+def test_one_score_by_name_orders_by_it(digits):
+    X, y = digits
+    ranking = rank_backbones(["glyphnet"], X, y, scores="leep", verbose=0)  # was split into letters
+    assert set(ranking) == {"candidate", "leep", "seconds", "error"}
+    # without logme (the default sort_by's score), the first score given orders the table
+    ranking = rank_backbones({"random": {"backbone": "glyphnet", "weights": None},
+                              "glyphnet": "glyphnet"}, X, y, scores=("nce", "leep"),
+                             verbose=0, random_state=0)
+    assert ranking["candidate"] == ["glyphnet", "random"]
+    assert ranking["nce"] == sorted(ranking["nce"], reverse=True)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(batch_size=0), "'batch_size' parameter of rank_backbones"),
+    (dict(amp="fp8"), "'amp' parameter of rank_backbones"),
+    (dict(verbose=-1), "verbose must be an int >= 0"),
+])
+def test_shared_settings_are_checked_once_not_per_candidate(digits, kwargs, match):
+    # a bad batch_size failed every candidate in turn, then said none could be scored
+    X, y = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no per-candidate warning first
+        with pytest.raises(ValueError, match=match):
+            rank_backbones(["glyphnet", "glyphnet #2"], X, y, **kwargs)
 
 
 def test_random_state_makes_a_random_init_ranking_repeat(digits):
