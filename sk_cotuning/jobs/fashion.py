@@ -29,8 +29,6 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from sk_cotuning.co_tuning import CoTuningClassifier
-from sk_cotuning.regularization.co_tuning import DEFAULT_TRADE_OFF
-from sk_cotuning.runtime import torch_threads
 from sk_cotuning.datasets import (
     FASHION_MNIST_CLASSES,
     load_fashion_mnist,
@@ -49,6 +47,8 @@ from sk_cotuning.plotting import (
     plot_relationship,
     top_source_classes,
 )
+from sk_cotuning.regularization.co_tuning import DEFAULT_TRADE_OFF
+from sk_cotuning.runtime import torch_threads
 
 __all__ = ["FashionConfig", "format_fashion_report", "run_fashion"]
 
