@@ -659,6 +659,15 @@ use_caching, torch_load_kwargs, **kwargs
                 f"network (a regulariser is prepared once, before training). Call fit, which "
                 f"builds the network and prepares the regulariser afresh."
             )
+        changed = [] if built is None else built.changed_since_prepared(wanted)
+        if changed:  # e.g. relationship__method: partial_fit would go on with the old one
+            raise ValueError(
+                f"{type(built).__name__}'s {', '.join(changed)} changed after it was "
+                f"prepared from the pre-trained network (its preparation reads "
+                f"{'it' if len(changed) == 1 else 'them'}), and "
+                f"partial_fit (or fit with warm_start=True) keeps what was prepared. Call "
+                f"fit (warm_start=False), which prepares afresh, or set them back."
+            )
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels, values of ``classes_``.

@@ -254,6 +254,25 @@ def negative_weight_set_on_a_fitted_net(c):
     clf.partial_fit(c.X, c.y)
 
 
+def prepared_param_set_on_a_fitted_net(c, make, **params):
+    # partial_fit went on with what fit had prepared (the old relationship, the old
+    # probe), while the parameter read the new value
+    clf = make(c).fit(c.X, c.y)
+    clf.set_params(**params)
+    clf.partial_fit(c.X, c.y)
+
+
+def live_params_set_on_a_fitted_net(c):
+    clf = fit(c)
+    clf.set_params(trade_off=1.0, soft_target_temperature=2.0)  # apply at once
+    clf.partial_fit(c.X, c.y)
+    assert clf.regularizer_.trade_off == 1.0 and float(clf.regularizer_.fitted_temperature) == 2.0
+    clf.set_params(relationship__method="reverse")
+    clf.fit(c.X, c.y)  # fit prepares afresh, under the new value
+    assert clf.relationship_.method == "reverse"
+    clf.partial_fit(c.X, c.y)
+
+
 class _Misnamed(Regularizer):
     terms = ("a",)
 
@@ -530,6 +549,26 @@ CASES = {
                                         (ValueError, "built with none.*Call fit")),
     "negative weight set on a fitted net": (negative_weight_set_on_a_fitted_net,
                                             (ValueError, r"'alpha' parameter of L2SP must be a float in the range \[0.0, inf\)")),
+    "relationship set on a fitted net": (
+        lambda c: prepared_param_set_on_a_fitted_net(c, lambda c: c.make(),
+                                                     relationship__method="reverse"),
+        (ValueError, "CoTuning's relationship__method changed after it was prepared.*Call fit")),
+    "auto temperature set on a fitted net": (
+        lambda c: prepared_param_set_on_a_fitted_net(
+            c, lambda c: c.make(soft_target_temperature=2.0), soft_target_temperature="auto"),
+        (ValueError, "CoTuning's soft_target_temperature changed after it was prepared")),
+    "probe C set on a fitted LP-FT net": (
+        lambda c: prepared_param_set_on_a_fitted_net(
+            c, lambda c: FineTuningClassifier(c.tiny, regularizer="lp_ft", **FAST),
+            regularizer__C=0.1),
+        (ValueError, "LPFT's C changed after it was prepared")),
+    "a part's prepared param in a combination": (
+        lambda c: prepared_param_set_on_a_fitted_net(
+            c, lambda c: FineTuningClassifier(c.tiny, regularizer=["co_tuning", "lp_ft"], **FAST),
+            regularizer__lp_ft__max_iter=5),
+        (ValueError, "Combined's lp_ft__max_iter changed after it was prepared")),
+    "live params set on a fitted net, prepared ones then fit": (
+        live_params_set_on_a_fitted_net, "ok"),
     "misnamed loss term": (lambda c: FineTuningClassifier(c.tiny, regularizer=_Misnamed(), **FAST)
                            .fit(c.X, c.y), (ValueError, "named 'b'.*declares \\('a',\\)")),
     # a user's regulariser that breaks the protocol: said at once, in its terms

@@ -167,6 +167,10 @@ class Regularizer(nn.Module):
     #: the estimator's 5e-4).  Methods whose own terms replace weight decay
     #: (L2-SP, DELTA: ``||w - w0||^2`` is not ``||w||^2``) set 0.0, as tllib does.
     weight_decay: ClassVar[float | None] = None
+    #: The hyper-parameters :meth:`prepare` reads: set on a fitted estimator,
+    #: they take effect when the next ``fit`` prepares afresh (``partial_fit``
+    #: refuses to go on with what was prepared under other values).
+    prepared_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -269,8 +273,26 @@ class Regularizer(nn.Module):
         """
 
     def mark_prepared(self) -> None:
-        """Record that :meth:`prepare` has run (saved with the network)."""
+        """Record that :meth:`prepare` has run (saved with the network), and under
+        which :attr:`prepared_params` (:meth:`changed_since_prepared`)."""
         self.prepared.fill_(True)
+        self._prepared_under = self.preparation_key()
+
+    def preparation_key(self) -> dict[str, str]:
+        """The values a preparation depends on: :attr:`prepared_params`, nested
+        parameters included, as ``repr`` strings (comparable after ``clone``)."""
+        return {key: repr(value) for key, value in self.get_params(deep=True).items()
+                if key.partition("__")[0] in self.prepared_params}
+
+    def changed_since_prepared(self, wanted: "Regularizer") -> list[str]:
+        """The parameters of ``wanted`` (the configured regulariser) whose values
+        differ from those this one was prepared under; empty when it was not
+        prepared in this session (e.g. restored by ``load_params``)."""
+        under = getattr(self, "_prepared_under", None)
+        if under is None or not bool(self.prepared):
+            return []
+        key = wanted.preparation_key()
+        return sorted(name for name in key if under.get(name) != key[name])
 
     def forward(self, outputs: Any, y: torch.Tensor) -> list[LossTerm]:
         """The loss terms of one batch.

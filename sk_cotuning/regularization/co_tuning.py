@@ -170,6 +170,7 @@ class CoTuning(Regularizer):
     needs = frozenset({"source"})
     name = "co_tuning"
     prepares_from = frozenset({"source"})
+    prepared_params = frozenset({"relationship"})
 
     def __init__(self, trade_off: float = DEFAULT_TRADE_OFF, relationship: Any = None,
                  soft_target_temperature: Any = DEFAULT_SOFT_TARGET_TEMPERATURE) -> None:
@@ -214,6 +215,16 @@ class CoTuning(Regularizer):
                 and np.isfinite(t) and t > 0):
             self.fitted_temperature.fill_(float(t))
         return self
+
+    def preparation_key(self) -> dict[str, str]:
+        """The relationship's parameters; and ``soft_target_temperature`` when it
+        is ``"auto"`` (fitted by :meth:`prepare`; a number applies at once)."""
+        rel = CategoryRelationship() if self.relationship is None else self.relationship
+        key = {f"relationship__{name}": repr(value) for name, value in rel.get_params().items()}
+        key["relationship"] = f"{type(rel).__module__}.{type(rel).__qualname__}"
+        if isinstance(self.soft_target_temperature, str):
+            key["soft_target_temperature"] = repr(self.soft_target_temperature)
+        return key
 
     def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
         self.soft_targets = torch.full((n_classes, n_source), 1.0 / n_source)

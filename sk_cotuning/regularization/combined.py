@@ -117,6 +117,11 @@ class Combined(Regularizer):
         for _, part in self._checked_parts():
             part.check()
 
+    def preparation_key(self) -> dict[str, str]:
+        """Every part's, under its ``<part>__`` prefix."""
+        return {f"{name}__{key}": value for name, part in self.parts
+                for key, value in part.preparation_key().items()}
+
     def bind(self, n_classes: int, n_source: int, n_features: int) -> None:
         for part in self.members.values():
             part.bind(n_classes, n_source, n_features)

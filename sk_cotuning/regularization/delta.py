@@ -181,6 +181,7 @@ class DELTA(Regularizer):
     terms = ("delta", "head_l2")
     name = "delta"
     prepares_from = frozenset({"features"})
+    prepared_params = frozenset({"attention", "layers", "attention_batches", "C"})
     weight_decay = 0.0
 
     def __init__(self, alpha: float = 0.01, beta: float = 0.01, attention: str = "taylor",

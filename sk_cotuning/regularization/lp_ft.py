@@ -44,6 +44,7 @@ class LPFT(Regularizer):
 
     name = "lp_ft"
     prepares_from = frozenset({"features"})
+    prepared_params = frozenset({"C", "max_iter"})
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000) -> None:  # noqa: N803 - sklearn's name
         super().__init__()

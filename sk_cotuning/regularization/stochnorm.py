@@ -98,6 +98,7 @@ class StochNorm(Regularizer):
     """
 
     name = "stochnorm"
+    prepared_params = frozenset({"reestimate"})
 
     def __init__(self, p: float = 0.5, reestimate: bool = True) -> None:
         super().__init__()
