@@ -87,6 +87,22 @@ def source_top3(out: Path) -> dict[str, list[str]] | None:
                                      top_source_classes(R, names, k=3))}
 
 
+def leep_by_size(sizes: tuple[int, ...], seeds: int) -> dict[str, list[float]]:
+    """LEEP of the pre-trained ImageNet head on each seed's training subset, per size:
+    how well the head reads the garments (``rank_backbones``, no training)."""
+    from sk_cotuning import rank_backbones
+
+    X_pool, y_pool = fp.load_fashion_mnist("train")
+    scores: dict[str, list[float]] = {}
+    for size in sizes:
+        for seed in range(seeds):
+            idx = fp.subset(y_pool, RATE, seed)
+            ranking = rank_backbones(["efficientnet_lite0"], fp.resize(X_pool[idx], size),
+                                     y_pool[idx], scores="leep", device="cpu", verbose=0)
+            scores.setdefault(f"{size} px", []).append(float(ranking["leep"][0]))
+    return scores
+
+
 def report(out: Path = OUT, reference: Path = REFERENCE, size: int = 224) -> pd.DataFrame:
     """Both sizes side by side on the seeds each has (paired within a size).
 
@@ -120,6 +136,12 @@ def report(out: Path = OUT, reference: Path = REFERENCE, size: int = 224) -> pd.
                 "mean": float(lead.mean()), "se": float(lead.std(ddof=1) / np.sqrt(len(lead)))
                 if len(lead) > 1 else None, "seeds": int(len(lead)),
                 "wins": int((lead > 0).sum()), "losses": int((lead < 0).sum())}
+    seeds = int(runs224["seed"].nunique()) if len(runs224) else 0
+    if seeds:
+        leep = leep_by_size((64, size), seeds)
+        extra["LEEP of the pre-trained head per seed's subset"] = {
+            k: {"mean": float(np.mean(v)), "per seed": [round(x, 3) for x in v]}
+            for k, v in leep.items()}
     extra[f"top-3 ImageNet classes per garment at {label}"] = source_top3(out)
     (out / "input_size.json").write_text(json.dumps(
         {"protocol": {"rate": RATE, "base": BASE, "weights": WEIGHTS, "sizes": [64, size]},

@@ -233,5 +233,7 @@ def test_fashion_input_size_runs_resumes_and_reports(tmp_path, capsys):
     assert saved["Co-Tuning vs control at 32 px (points)"]["seeds"] == 2
     assert saved["Co-Tuning vs control at 64 px (points)"]["seeds"] == 5  # the record
     assert len(saved["top-3 ImageNet classes per garment at 32 px"]) == 10
+    leep = saved["LEEP of the pre-trained head per seed's subset"]
+    assert set(leep) == {"64 px", "32 px"} and len(leep["32 px"]["per seed"]) == 2
     assert (tmp_path / "input_size.png").stat().st_size > 10_000
     assert "Co-Tuning vs control at 64 px" in capsys.readouterr().out
