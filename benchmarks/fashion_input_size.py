@@ -160,7 +160,7 @@ def _plot(runs224: pd.DataFrame, runs64: pd.DataFrame, label224: str, path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)  # the level shift shows
     for ax, (label, runs) in zip(axes, (("64 px", runs64), (label224, runs224))):
         runs = runs[runs["rate"].astype(str) == RATE]
         wide = 100 * runs.pivot_table(index="seed", columns="method", values="accuracy")
