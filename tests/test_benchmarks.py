@@ -227,13 +227,38 @@ def test_fashion_input_size_runs_resumes_and_reports(tmp_path, capsys):
     assert params == {0.03}  # the 64 px recipe, not re-tuned
     fis.run(32, 2, (0, 1), out=tmp_path, epochs=1)  # resumes: nothing runs again
     assert len(fp.load_runs(tmp_path)) == 6
+    fis.run(32, 1, (0, 1), out=tmp_path, epochs=1, rate=0.01)  # a second rate, same record
+    runs = fp.load_runs(tmp_path)
+    assert sorted(runs.loc[runs["rate"].astype(str) == "0.01", "n_train"]) == [600] * 3
     table = fis.report(out=tmp_path, size=32)
-    assert set(table["size"]) == {"64 px", "32 px"} and len(table) == 6
+    assert len(table) == 12 and set(table["size"]) == {"64 px", "32 px"}
+    assert table.groupby(["rate", "size"])["seeds"].max().to_dict() == {
+        ("10/class", "64 px"): 5, ("10/class", "32 px"): 2,
+        ("0.01", "64 px"): 5, ("0.01", "32 px"): 1}
     saved = json.loads((tmp_path / "input_size.json").read_text())
-    assert saved["Co-Tuning vs control at 32 px (points)"]["seeds"] == 2
-    assert saved["Co-Tuning vs control at 64 px (points)"]["seeds"] == 5  # the record
-    assert len(saved["top-3 ImageNet classes per garment at 32 px"]) == 10
-    leep = saved["LEEP of the pre-trained head per seed's subset"]
+    assert saved["protocol"]["rates"]["0.01"]["epochs"] == 10
+    leads = saved["Co-Tuning vs control (points)"]
+    assert leads["10/class"]["32 px"]["seeds"] == 2
+    assert leads["10/class"]["64 px"]["seeds"] == 5  # the record
+    assert leads["0.01"]["32 px"]["seeds"] == 1
+    tops = saved["top-3 ImageNet classes per garment at 32 px"]
+    assert len(tops["10/class"]) == 10 and len(tops["0.01"]) == 10
+    leep = saved["LEEP of the pre-trained head"]["10/class"]
     assert set(leep) == {"64 px", "32 px"} and len(leep["32 px"]["per seed"]) == 2
     assert (tmp_path / "input_size.png").stat().st_size > 10_000
-    assert "Co-Tuning vs control at 64 px" in capsys.readouterr().out
+    assert "Co-Tuning vs control" in capsys.readouterr().out
+
+
+def test_fashion_input_size_takes_a_rate_the_64_px_benchmark_tuned(tmp_path):
+    import argparse
+
+    import fashion_input_size as fis
+
+    assert fis.parse_rate("0.01") == 0.01 and fis.parse_rate("10/class") == "10/class"
+    with pytest.raises(argparse.ArgumentTypeError, match="--rate must be one of 10/class, 0.01"):
+        fis.parse_rate("0.02")
+    # the recipe is the 64 px benchmark's choice at that rate, read from its record
+    base, weights = fis.recipe(0.01)
+    assert base == {"lr": 0.03, "backbone_lr_mult": 1.0} and weights == {"Co-Tuning": 2.3}
+    with pytest.raises(FileNotFoundError, match="holds no choice for rate 0.01"):
+        fis.recipe(0.01, reference=tmp_path)
