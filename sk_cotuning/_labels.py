@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-__all__ = ["check_fit_targets", "check_no_missing", "encode_labels"]
+__all__ = ["check_classes", "check_fit_targets", "check_no_missing", "encode_labels"]
 
 
 def check_fit_targets(y: Any, name: str) -> np.ndarray:
@@ -43,6 +43,40 @@ def check_fit_targets(y: Any, name: str) -> np.ndarray:
     if len(present) < 2:
         raise ValueError(f"{name} needs at least 2 classes in y, got 1 class ({present[0]!r}).")
     return present
+
+
+def check_classes(classes: Any, source: str = "classes") -> np.ndarray:
+    """Validate the class labels given by the user (the ``classes`` parameter, or
+    ``partial_fit``'s ``classes`` argument); return them as an array, in their order.
+
+    Raises
+    ------
+    ValueError
+        ``classes`` is not 1-D, has a missing label, fewer than 2 classes, or
+        a label twice (each label is one column of ``predict_proba``).
+    """
+    array = np.asarray(classes)
+    if array.ndim != 1:
+        raise ValueError(
+            f"{source} must be a 1-D list of class labels, got an array of shape {array.shape}."
+        )
+    check_no_missing(array)
+    seen, repeated = set(), []
+    for label in array.tolist():
+        if label in seen and label not in repeated:
+            repeated.append(label)
+        seen.add(label)
+    if repeated:
+        raise ValueError(
+            f"{source} lists {repeated[:5]!r} more than once; give each class label once "
+            f"(each is one column of predict_proba)."
+        )
+    if len(array) < 2:
+        raise ValueError(
+            f"{source} must list every class label, at least 2, got {array.tolist()!r}; pass "
+            f"None to take the classes from y."
+        )
+    return array
 
 
 def check_no_missing(y: np.ndarray) -> None:

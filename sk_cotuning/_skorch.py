@@ -6,7 +6,7 @@ installed).  Everything here works around one skorch behaviour, named in its
 docstring, and has a test in ``tests/test_skorch_compat.py`` that fails if
 skorch changes it.  The estimators use skorch's documented hooks
 (``initialize_module``, ``get_loss``, ``get_dataset``, ``get_iterator``,
-``check_data``, callbacks) for everything else.
+callbacks) for everything else.
 
 The package writes an attribute past ``__setattr__`` only here, once:
 :func:`store_raw`.  Module-valued parameters need no such write: the

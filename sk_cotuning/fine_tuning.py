@@ -8,6 +8,14 @@ train/eval transforms, ``infer`` adds the device layout and autocast,
 (:class:`~sk_cotuning.callbacks.PrepareRegularizer`) prepares the
 regulariser once on the training split.  ``fit`` validates, encodes the
 labels and seeds, then runs skorch's own ``fit``.
+
+The estimator is a skorch ``NeuralNet`` with scikit-learn's
+``ClassifierMixin``, the bases skorch's ``NeuralNetClassifier`` has.  That
+class's own additions -- ``classes_`` inferred from each ``y`` that
+``check_data`` sees, ``predict`` as ``argmax`` codes, NLLLoss handling,
+``valid_acc`` -- are all things this estimator does its own way (labels are
+encoded once, through ``classes_``, a fitted attribute; ``predict`` returns
+labels; its own callbacks), so it builds on the layer beneath.
 """
 
 from __future__ import annotations
@@ -20,14 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils.validation import column_or_1d
-from skorch import NeuralNetClassifier
+from sklearn.base import ClassifierMixin
+from skorch import NeuralNet
 from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
 from skorch.utils import to_tensor
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sk_cotuning._labels import check_fit_targets
+from sk_cotuning._labels import check_classes, check_fit_targets
 from sk_cotuning._skorch import mark_for_validation
 from sk_cotuning._validation import Interval, StrOptions, validate_params
 from sk_cotuning.backbones import build_backbone
@@ -64,7 +73,7 @@ def _label_array(y: Any) -> Any:
     return y
 
 
-class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
+class FineTuningClassifier(InputsMixin, AutoDeviceMixin, ClassifierMixin, NeuralNet):
     """Fine-tune a pre-trained backbone with a new target head, as a scikit-learn classifier.
 
     Plain fine-tuning is ``FineTuningClassifier(backbone)``; a regulariser
@@ -130,8 +139,11 @@ class FineTuningClassifier(InputsMixin, AutoDeviceMixin, NeuralNetClassifier):
     train_split : callable or None, default=None
         skorch's validation split; ``None`` trains on all data.
     classes : array-like or None, default=None
-        All class labels, if ``y`` may lack some; with it, ``initialize()``
-        works before ``fit`` (skorch's restore idiom).
+        All class labels (each once, in the order of ``predict_proba``'s
+        columns), if ``y`` may lack some; with it, ``initialize()`` works
+        before ``fit`` (skorch's restore idiom).  Set on a fitted estimator,
+        it applies from the next ``fit``: ``classes_`` keeps describing the
+        fitted network until then.
     callbacks : list or None, default=None
         Extra skorch callbacks (``EarlyStopping``, ``Checkpoint``, ...).
     train_transform : callable, "eval" or None, default=None
@@ -207,7 +219,7 @@ use_caching, torch_load_kwargs, **kwargs
     #: are refused by :meth:`_check_params`.
     _MODULE_PARAMS = ("backbone", "regularizer", "train_transform", "eval_transform")
 
-    prefixes_ = NeuralNetClassifier.prefixes_ + list(_MODULE_PARAMS)
+    prefixes_ = NeuralNet.prefixes_ + list(_MODULE_PARAMS)
 
     _parameter_constraints: dict = {
         "backbone": [str, nn.Module, callable],
@@ -280,7 +292,6 @@ use_caching, torch_load_kwargs, **kwargs
             iterator_train=iterator_train,
             iterator_valid=iterator_valid,
             train_split=train_split,
-            classes=classes,
             callbacks=callbacks,
             predict_nonlinearity=predict_nonlinearity,
             warm_start=warm_start,
@@ -293,6 +304,7 @@ use_caching, torch_load_kwargs, **kwargs
         )
         # the network is built from `backbone`; skorch's module/dataset are unused
         del self.module, self.dataset
+        self.classes = classes
         self.backbone = backbone
         self.regularizer = regularizer
         self.weights = weights
@@ -377,10 +389,18 @@ use_caching, torch_load_kwargs, **kwargs
 
     # ----------------------------------------------------------------- labels
     def _set_classes(self, y: Any, classes: Any = None) -> None:
-        """Validate ``y`` and set ``classes_`` (the given classes, or those of ``y``)."""
+        """Start a fresh fit's labels: validate ``y``, set ``classes_`` (the given
+        classes, or those of ``y``) and forget the previous fit's ``n_features_in_``
+        (set again from this training data where it applies)."""
         present = check_fit_targets(y, type(self).__name__)
-        given = self.classes if classes is None else classes
-        self.classes_inferred_ = present if given is None else np.asarray(given)
+        if classes is not None:
+            self.classes_ = check_classes(classes, "partial_fit's classes")
+        elif self.classes is not None:
+            self.classes_ = check_classes(self.classes)
+        else:
+            self.classes_ = present
+        if hasattr(self, "n_features_in_"):
+            del self.n_features_in_
 
     # -------------------------------------------------------------- network
     @property
@@ -410,6 +430,8 @@ use_caching, torch_load_kwargs, **kwargs
         runtime = resolve_runtime(self._runtime_device(), self.amp, self.channels_last,
                                   accelerated=getattr(self, "accelerator", None) is not None)
         self.device_, self.amp_dtype_ = runtime.device, runtime.amp_dtype
+        if self.classes is not None:  # initialize() before fit: skorch's restore idiom
+            self.classes_ = check_classes(self.classes)
         try:
             n_classes = len(self.classes_)
         except AttributeError:

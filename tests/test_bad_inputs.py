@@ -448,6 +448,16 @@ CASES = {
         c.X[:3], ["cat", "gnu", "cat"]), (ValueError, "not among the classes")),
     "warm start new labels": (warm_start_new_labels, (ValueError, "\\['cow'\\].*not among")),
     "classes too few": (lambda c: fit(c, classes=["cat", "dog"]), (ValueError, "\\['eel'\\].*not among")),
+    # a label twice made two output columns for one class (the last one was trained)
+    "classes repeated": (lambda c: fit(c, classes=["cat", "dog", "cat", "eel"]),
+                         (ValueError, r"classes lists \['cat'\] more than once")),
+    "classes empty": (lambda c: c.make(classes=[]).initialize(),
+                      (ValueError, "at least 2, got \\[\\]; pass None")),
+    "classes 2-D": (lambda c: fit(c, classes=[["cat", "dog", "eel"]]),
+                    (ValueError, "1-D list of class labels, got an array of shape \\(1, 3\\)")),
+    "partial_fit classes repeated": (lambda c: c.make().partial_fit(
+        c.X, c.y, classes=["cat", "dog", "eel", "eel"]),
+        (ValueError, "partial_fit's classes lists \\['eel'\\] more than once")),
     # --- parameters
     "lr 0": (lambda c: fit(c, lr=0), (ValueError, "'lr' parameter")),
     "lr str": (lambda c: fit(c, lr="fast"), (ValueError, "'lr' parameter")),

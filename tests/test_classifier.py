@@ -376,6 +376,33 @@ def test_partial_fit_keeps_network_and_relationship(tiny_backbone, image_data):
         make_clf(tiny_backbone, classes=["cat", "dog"]).fit(X, y)
 
 
+def test_classes_set_on_a_fitted_net_waits_for_the_next_fit(tiny_backbone, image_data):
+    # skorch's NeuralNetClassifier reads classes_ from the `classes` parameter at every
+    # access: set on a fitted net, a new order relabelled the network's columns at once
+    X, y = image_data
+    clf = make_clf(tiny_backbone, max_epochs=3).fit(X, y)
+    before = clf.predict(X)
+    clf.set_params(classes=["eel", "dog", "cat"])
+    assert clf.classes_.tolist() == ["cat", "dog", "eel"]  # the columns the network has
+    np.testing.assert_array_equal(clf.predict(X), before)
+    clf.fit(X, y)  # the next fit builds its head for the classes as given
+    assert clf.classes_.tolist() == ["eel", "dog", "cat"]
+    codes = clf.predict_proba(X).argmax(axis=1)
+    np.testing.assert_array_equal(clf.predict(X), np.array(["eel", "dog", "cat"])[codes])
+
+
+def test_a_classifier_for_scikit_learn_with_skorch_underneath(tiny_backbone):
+    import skorch
+    from sklearn.base import is_classifier
+
+    clf = make_clf(tiny_backbone)
+    assert is_classifier(clf) and clf.__sklearn_tags__().estimator_type == "classifier"
+    # skorch's NeuralNet plus scikit-learn's ClassifierMixin, the bases of skorch's
+    # NeuralNetClassifier, whose own additions the estimator does its own way
+    assert isinstance(clf, skorch.NeuralNet)
+    assert not isinstance(clf, skorch.NeuralNetClassifier)
+
+
 def test_autocast_follows_the_device_a_pickle_lands_on(tiny_backbone, image_data):
     # a fit on a bf16-capable GPU with amp="auto" autocasts in bf16; loaded on a CPU, "auto"
     # means off (simulated: the fitted state a GPU fit leaves, pickled, loaded here)

@@ -129,7 +129,7 @@ def test_the_members_shared_with_skorch_are_the_documented_ones():
               if not (name.startswith("set_") and name.endswith("_request"))}
     assert shared == {
         "__init__", "prefixes_", "initialize_module", "initialize_optimizer",
-        "_default_callbacks", "get_loss", "get_dataset", "get_iterator", "check_data",
+        "_default_callbacks", "get_loss", "get_dataset", "get_iterator",
         "fit", "partial_fit", "predict", "set_params", "get_params", "__setstate__",
         "__repr__",
     }

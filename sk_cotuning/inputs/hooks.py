@@ -71,12 +71,6 @@ def collate_samples(batch: list) -> Any:
 class InputsMixin:
     """Inputs -> datasets -> transformed batches; test-time views."""
 
-    def check_data(self, X: Any, y: Any = None) -> None:
-        """Nothing to infer here: labels were encoded in ``fit``, data is checked
-        in :meth:`get_dataset`; a fresh fit forgets the previous ``n_features_in_``."""
-        if len(self.history) == 0 and hasattr(self, "n_features_in_"):
-            del self.n_features_in_
-
     def get_dataset(self, X: Any, y: Any = None) -> Dataset:
         """The raw-sample Dataset for ``X`` (arrays, image files, a SliceDataset).
 
