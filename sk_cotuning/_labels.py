@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -61,11 +62,7 @@ def check_classes(classes: Any, source: str = "classes") -> np.ndarray:
             f"{source} must be a 1-D list of class labels, got an array of shape {array.shape}."
         )
     check_no_missing(array)
-    seen, repeated = set(), []
-    for label in array.tolist():
-        if label in seen and label not in repeated:
-            repeated.append(label)
-        seen.add(label)
+    repeated = [label for label, count in Counter(array.tolist()).items() if count > 1]
     if repeated:
         raise ValueError(
             f"{source} lists {repeated[:5]!r} more than once; give each class label once "

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.validation import column_or_1d
 from sklearn.base import ClassifierMixin
+from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNet
 from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
