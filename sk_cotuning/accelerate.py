@@ -18,10 +18,15 @@ Example (one script, any number of processes)::
     from accelerate import Accelerator
     from sk_cotuning.accelerate import AcceleratedCoTuningClassifier
 
-    clf = AcceleratedCoTuningClassifier(
-        "resnet50", accelerator=Accelerator(mixed_precision="bf16"))
+    accelerator = Accelerator(mixed_precision="bf16")
+    clf = AcceleratedCoTuningClassifier("resnet50", accelerator=accelerator)
     clf.fit(X, y)            # accelerate launch --num_processes 4 train.py
     clf.save_params(f_params="cotuning.pt")   # main process only
+    accelerator.wait_for_everyone()
+    accelerator.end_training()   # leave the process group before exiting
+
+End a multi-process script with ``end_training`` (it destroys the process
+group): a process that exits with the group still open can abort at exit.
 """
 
 from __future__ import annotations

@@ -42,6 +42,11 @@ def main(out: Path) -> None:
              losses=np.array(clf.history[:, "train_loss"]),
              proba=clf.predict_proba(X))
     clf.save_params(f_params=out / "params.pt")  # the main process writes
+    # every rank waits for the save, then leaves the process group: a rank that
+    # exits with gloo's threads still running can abort ("terminate called
+    # without an active exception", SIGABRT), and torchrun then kills the other
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
 
 
 if __name__ == "__main__":
