@@ -389,15 +389,14 @@ use_caching, torch_load_kwargs, **kwargs
 
     # ----------------------------------------------------------------- labels
     def _set_classes(self, y: Any, classes: Any = None) -> None:
-        """Start a fresh fit's labels: validate ``y``, set ``classes_`` (the given
-        classes, or those of ``y``) and forget the previous fit's ``n_features_in_``
+        """Start a fresh fit's labels: validate ``y``, set ``classes_`` (partial_fit's
+        ``classes``, or those of ``y``; the ``classes`` parameter is set by
+        :meth:`initialize_module`) and forget the previous fit's ``n_features_in_``
         (set again from this training data where it applies)."""
         present = check_fit_targets(y, type(self).__name__)
         if classes is not None:
             self.classes_ = check_classes(classes, "partial_fit's classes")
-        elif self.classes is not None:
-            self.classes_ = check_classes(self.classes)
-        else:
+        elif self.classes is None:
             self.classes_ = present
         if hasattr(self, "n_features_in_"):
             del self.n_features_in_
@@ -430,7 +429,7 @@ use_caching, torch_load_kwargs, **kwargs
         runtime = resolve_runtime(self._runtime_device(), self.amp, self.channels_last,
                                   accelerated=getattr(self, "accelerator", None) is not None)
         self.device_, self.amp_dtype_ = runtime.device, runtime.amp_dtype
-        if self.classes is not None:  # initialize() before fit: skorch's restore idiom
+        if self.classes is not None:  # for fit, and for skorch's restore idiom (initialize())
             self.classes_ = check_classes(self.classes)
         try:
             n_classes = len(self.classes_)
