@@ -396,6 +396,14 @@ use_caching, torch_load_kwargs, **kwargs
         present = check_fit_targets(y, type(self).__name__)
         if classes is not None:
             self.classes_ = check_classes(classes, "partial_fit's classes")
+            if self.classes is not None and not np.array_equal(
+                    self.classes_, check_classes(self.classes)):
+                raise ValueError(
+                    f"partial_fit's classes {self.classes_.tolist()!r} differ from the "
+                    f"estimator's classes parameter {np.asarray(self.classes).tolist()!r} "
+                    f"(labels and order: one column of predict_proba each). Give one of "
+                    f"them, or both the same."
+                )
         elif self.classes is None:
             self.classes_ = present
         if hasattr(self, "n_features_in_"):
@@ -647,7 +655,9 @@ use_caching, torch_load_kwargs, **kwargs
         X, y
             As in :meth:`fit`.
         classes : array-like or None
-            All labels, on the first call, if this batch lacks some.
+            All labels, on the first call, if this batch lacks some (the
+            same labels in the same order as the ``classes`` parameter, if
+            that is set).
         **fit_params
             Passed to skorch.
 

@@ -458,6 +458,11 @@ CASES = {
     "partial_fit classes repeated": (lambda c: c.make().partial_fit(
         c.X, c.y, classes=["cat", "dog", "eel", "eel"]),
         (ValueError, "partial_fit's classes lists \\['eel'\\] more than once")),
+    # the classes parameter used to win in silence over partial_fit's own argument
+    "partial_fit classes differ from the parameter": (lambda c: c.make(
+        classes=["eel", "dog", "cat"]).partial_fit(c.X, c.y, classes=["cat", "dog", "eel"]),
+        (ValueError, "partial_fit's classes \\['cat', 'dog', 'eel'\\] differ from the "
+                     "estimator's classes parameter \\['eel', 'dog', 'cat'\\]")),
     # --- parameters
     "lr 0": (lambda c: fit(c, lr=0), (ValueError, "'lr' parameter")),
     "lr str": (lambda c: fit(c, lr="fast"), (ValueError, "'lr' parameter")),
