@@ -137,9 +137,8 @@ def _reuse_untuned(out: Path, untuned: Path, rate, base: dict, weights: dict) ->
     if runs_csv.exists() or not len(old):
         return 0
     old = old[old["rate"].astype(str) == str(rate)]
-    same = [json.loads(p) == fp.method_params(m, base, weights) if m in (fp.FT, fp.COT, fp.CONTROL)
-            else False for m, p in zip(old["method"], old["params"])]
-    reused = old[same]
+    reused = old[[json.loads(p) == fp.method_params(m, base, weights)
+                  for m, p in zip(old["method"], old["params"])]]
     if not len(reused):
         return 0
     tmp = out / f".runs.{os.getpid()}.csv"
@@ -150,11 +149,10 @@ def _reuse_untuned(out: Path, untuned: Path, rate, base: dict, weights: dict) ->
         return 0
     finally:
         tmp.unlink()
-    for stem in ("relationship",):
-        for f in untuned.glob(f"{stem}_{str(rate).replace('/', '_')}_*.npy"):
-            seed = int(f.stem.rsplit("_", 1)[1])
-            if ((reused["seed"] == seed) & (reused["method"] == fp.COT)).any():
-                shutil.copy(f, out / f.name)
+    cotuning_seeds = set(reused.loc[reused["method"] == fp.COT, "seed"])
+    for f in untuned.glob(f"relationship_{str(rate).replace('/', '_')}_*.npy"):
+        if int(f.stem.rsplit("_", 1)[1]) in cotuning_seeds:
+            shutil.copy(f, out / f.name)
     return len(reused)
 
 
@@ -224,6 +222,17 @@ def _at(runs: pd.DataFrame, rate) -> pd.DataFrame:
                 & runs["method"].isin([fp.FT, fp.COT, fp.CONTROL])]
 
 
+def _lead(runs: pd.DataFrame, a: str, b: str) -> dict:
+    """Paired difference ``a - b`` in points: mean, s.e., seeds, wins, losses."""
+    wide = runs.pivot_table(index="seed", columns="method", values="accuracy")
+    if not {a, b} <= set(wide):
+        return {}
+    lead = fp._paired(wide, a, b)
+    return {"mean": float(lead.mean()),
+            "se": float(lead.std(ddof=1) / np.sqrt(len(lead))) if len(lead) > 1 else None,
+            "seeds": int(len(lead)), "wins": int((lead > 0).sum()), "losses": int((lead < 0).sum())}
+
+
 def report(out: Path = OUT, reference: Path = REFERENCE, size: int = 224) -> pd.DataFrame:
     """Both sizes side by side at every rate run at ``size`` px (paired within a size).
 
@@ -249,14 +258,9 @@ def report(out: Path = OUT, reference: Path = REFERENCE, size: int = 224) -> pd.
             if not len(runs):
                 continue
             rows.append(fp.summarise(runs).assign(size=label_))
-            wide = runs.pivot_table(index="seed", columns="method", values="accuracy")
-            if {fp.COT, fp.CONTROL} <= set(wide):  # what the right rows add over shifted ones
-                lead = fp._paired(wide, fp.COT, fp.CONTROL)
-                leads[label_] = {
-                    "mean": float(lead.mean()),
-                    "se": float(lead.std(ddof=1) / np.sqrt(len(lead))) if len(lead) > 1 else None,
-                    "seeds": int(len(lead)), "wins": int((lead > 0).sum()),
-                    "losses": int((lead < 0).sum())}
+            lead = _lead(runs, fp.COT, fp.CONTROL)  # what the right rows add over shifted ones
+            if lead:
+                leads[label_] = lead
         extra["Co-Tuning vs control (points)"][str(rate)] = leads
         seeds = int(_at(runs_size, rate)["seed"].nunique())
         leep = leep_by_size((64, size), seeds, rate)
@@ -316,17 +320,6 @@ def _plot(panels: list[tuple[str, pd.DataFrame]], rates: list, path: Path, title
     fig.savefig(path, dpi=110)
 
 
-def _lead(runs: pd.DataFrame, a: str, b: str) -> dict:
-    """Paired difference ``a - b`` in points: mean, s.e., seeds, wins, losses."""
-    wide = runs.pivot_table(index="seed", columns="method", values="accuracy")
-    if not {a, b} <= set(wide):
-        return {}
-    lead = fp._paired(wide, a, b)
-    return {"mean": float(lead.mean()),
-            "se": float(lead.std(ddof=1) / np.sqrt(len(lead))) if len(lead) > 1 else None,
-            "seeds": int(len(lead)), "wins": int((lead > 0).sum()), "losses": int((lead < 0).sum())}
-
-
 def cv_table(tuning: pd.DataFrame, rate) -> pd.DataFrame:
     """Mean 3-fold CV accuracy (%) per candidate of each tuning stage at ``rate``."""
     tuning = tuning[tuning["rate"].astype(str) == str(rate)]
@@ -354,11 +347,8 @@ def report_tuned(out: Path = TUNED, untuned: Path = OUT, reference: Path = REFER
     if not len(runs) or not len(_at(runs, rate)):
         raise FileNotFoundError(f"No tuned runs at {size} px on record in {out}: "
                                 f"run this script with --tune first.")
-    chosen = fp.choose(tuning[(tuning["rate"].astype(str) == str(rate))
-                              & (tuning["stage"] == "base") & (tuning["method"] == fp.FT)])
-    weight_rows = tuning[(tuning["rate"].astype(str) == str(rate))
-                         & (tuning["stage"] == "weight") & (tuning["method"] == fp.COT)]
-    weight = fp.choose(weight_rows)[fp._weight_key(fp.COT)]
+    chosen, weights = recipe(rate, out)
+    weight = weights[fp.COT]
     base64, weights64 = recipe(rate, reference)
     cv = pd.concat([cv_table(tuning, rate).assign(size=f"{size} px"),
                     cv_table(fp.load_tuning(reference), rate).assign(size="64 px")],
