@@ -157,3 +157,30 @@ def test_skorch_lr_scheduler_pickles_its_optimizer_and_the_portable_one_does_not
     assert dict(restored.callbacks_)["s"].lr_scheduler_ is None
     restored.partial_fit(X, y)  # rebuilt from the restored optimizer when training resumes
     assert dict(restored.callbacks_)["s"].lr_scheduler_.optimizer is restored.optimizer_
+
+
+def test_attributes_are_written_past_setattr_only_in_store_raw():
+    # at most one write past __setattr__ in the whole package, in _skorch.store_raw;
+    # every other attribute goes through skorch's __setattr__
+    import ast
+    from pathlib import Path
+
+    def is_instance_dict(node):
+        return ((isinstance(node, ast.Attribute) and node.attr == "__dict__")
+                or (isinstance(node, ast.Call) and ast.unparse(node.func) == "vars"))
+
+    writes = []
+    for path in sorted((Path(__file__).parents[1] / "sk_cotuning").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                       else [])
+            writes += [(path.name, node.lineno) for target in targets
+                       if isinstance(target, ast.Subscript) and is_instance_dict(target.value)]
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    ast.unparse(node.func) == "object.__setattr__"
+                    or (node.func.attr in ("update", "setdefault", "pop")
+                        and is_instance_dict(node.func.value))):
+                writes.append((path.name, node.lineno))
+    assert [name for name, _ in writes] == ["_skorch.py"], writes
