@@ -127,8 +127,10 @@ def run(size: int, seeds: int, part: tuple[int, int], out: Path = OUT,
 def _reuse_untuned(out: Path, untuned: Path, rate, base: dict, weights: dict) -> int:
     """Copy the runs of ``untuned`` that were fitted with exactly the recipe chosen here.
 
-    A fit is deterministic for a given thread count, so a seed and method
-    already fitted at this size with the same parameters need not run again.
+    A fit is deterministic on one machine for a given thread count, so a seed
+    and method already fitted at this size with the same parameters need not
+    run again (the run it copies is one draw of the same recipe; on another
+    machine it would differ within the seed-to-seed noise).
     Done once, atomically (the first process to get here writes the file;
     any other finds it and goes on). Returns the number of runs copied.
     """

@@ -130,7 +130,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     """Compute with ``threads`` CPU threads inside the block (``None``: unchanged).
 
     Floating-point sums run in another order with another thread count, so a
-    training run repeats exactly for a given count, not across counts.
+    training run repeats exactly on one machine for a given count, not across
+    counts (nor across machines whose CPUs pick other kernels).
     """
     previous = torch.get_num_threads()
     if threads is not None:
