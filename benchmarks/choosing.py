@@ -20,6 +20,12 @@ own stratified draw), ``test_size`` stratified test images.
    ``HalvingGridSearchCV`` over ``max_epochs`` (factor 3, up to 18 epochs).
    Each search's refitted choice is tested; compute is the training epochs
    summed over every fit (refit included) and the wall time.
+3. **Every candidate tested** (the ``oracle`` stage, for the report only: no
+   search may see it).  Each of the grid's candidates fitted as the grid's
+   refit is (all training images, ``grid_epochs``) and tested, per seed, so
+   that each search's choice can be read against the best and the worst
+   setting on the same draw: how much the choice costs (its regret), and
+   whether the grid's cross-validation picks well at all.
 
 Every job is appended to a CSV as it finishes, so the run resumes, and
 ``--part i/n`` shares it between processes.  ``SK_COTUNING_QUICK=1``
@@ -42,6 +48,7 @@ from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import (
     GridSearchCV,
     HalvingGridSearchCV,
+    ParameterGrid,
     StratifiedKFold,
     train_test_split,
 )
@@ -161,14 +168,23 @@ class Run:
             print(f"scored {candidate} seed {seed}: " + ", ".join(
                 f"{k}={row[k]:.4g}" for k in SCORES) + f" ({row['seconds']:.1f}s)", flush=True)
 
+    def lite0_data(self, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A seed's training images and labels, and the test images, as Lite0 @64 takes them."""
+        X, y = self.train(seed)
+        return (inputs(X, "efficientnet_lite0", 64), y,
+                inputs(self.X_test, "efficientnet_lite0", 64))
+
+    def cotuning(self, seed: int, **params) -> CoTuningClassifier:
+        """The searches' estimator: Co-Tuning on Lite0, the backbone at the full rate."""
+        return CoTuningClassifier("efficientnet_lite0", backbone_lr_mult=1.0,
+                                  batch_size=self.s.recipe["batch_size"], device="cpu",
+                                  iterator_valid__batch_size=256, verbose=0,
+                                  random_state=seed, **params)
+
     def search_jobs(self) -> None:
         for kind, seed in self._pending("searches", "search", ["grid", "halving"]):
-            X, y = self.train(seed)
-            X, X_test = inputs(X, "efficientnet_lite0", 64), inputs(self.X_test, "efficientnet_lite0", 64)
-            base = CoTuningClassifier("efficientnet_lite0", backbone_lr_mult=1.0,
-                                      batch_size=self.s.recipe["batch_size"], device="cpu",
-                                      iterator_valid__batch_size=256, verbose=0,
-                                      random_state=seed)
+            X, y, X_test = self.lite0_data(seed)
+            base = self.cotuning(seed)
             cv = StratifiedKFold(self.s.folds, shuffle=True, random_state=seed)
             if kind == "grid":
                 search = GridSearchCV(base.set_params(max_epochs=self.s.grid_epochs),
@@ -197,6 +213,47 @@ class Run:
                                           epochs=epochs, seconds=seconds))
             print(f"{kind} seed {seed}: chose {best} -> {100 * accuracy:.2f}% "
                   f"({epochs} epochs, {seconds:.0f}s)", flush=True)
+
+    def oracle_jobs(self) -> None:
+        """Every grid candidate refitted on a seed's training images and tested."""
+        candidates = [json.dumps(params, sort_keys=True) for params in ParameterGrid(self.s.grid)]
+        for choice, seed in self._pending("oracle", "choice", candidates):
+            X, y, X_test = self.lite0_data(seed)
+            clf = self.cotuning(seed, max_epochs=self.s.grid_epochs, **json.loads(choice))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                start = time.perf_counter()
+                clf.fit(X, y)
+                seconds = time.perf_counter() - start
+            accuracy = clf.score(X_test, self.y_test)
+            self._append("oracle", dict(choice=choice, seed=seed, accuracy=accuracy,
+                                        seconds=seconds))
+            print(f"oracle seed {seed}: {choice} -> {100 * accuracy:.2f}% ({seconds:.0f}s)",
+                  flush=True)
+
+
+def choice_regret(searches: pd.DataFrame, oracle: pd.DataFrame) -> pd.DataFrame:
+    """Per seed: the best, median and worst candidate's test accuracy, and each search's
+    choice's shortfall from the best (its regret, in points).
+
+    A search's accuracy is its own refit's (halving refits at its last round's
+    epochs, which may be fewer than the grid's).
+    """
+    rows = []
+    for seed, group in oracle.groupby("seed"):
+        accuracy = 100 * group["accuracy"]
+        best = group.loc[group["accuracy"].idxmax(), "choice"]
+        row = dict(seed=seed, candidates=len(group), best=accuracy.max(),
+                   best_choice=best, median=accuracy.median(), worst=accuracy.min())
+        for _, search in searches[searches["seed"] == seed].iterrows():
+            row[f"{search['search']}_regret"] = accuracy.max() - 100 * search["accuracy"]
+            chosen = group[group["choice"] == json.dumps(json.loads(search["choice"]),
+                                                         sort_keys=True)]
+            # where the chosen setting ranks on the test images (1: the best)
+            row[f"{search['search']}_rank"] = (int((group["accuracy"] > chosen["accuracy"]
+                                                    .iloc[0]).sum()) + 1 if len(chosen) else None)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def scored(scores: pd.DataFrame) -> list[str]:
@@ -254,6 +311,13 @@ def report(out: Path = OUT) -> dict:
             print(f"halving minus grid (points): {gap.round(2).tolist()}; compute: "
                   f"{result['halving_compute_fraction_epochs']:.2f}x the epochs, "
                   f"{result['halving_compute_fraction_seconds']:.2f}x the wall time")
+    oracle_csv = out / "oracle.csv"
+    if searches is not None and len(searches) and oracle_csv.exists():
+        regret = choice_regret(searches, pd.read_csv(oracle_csv))
+        result["every_candidate_tested"] = regret.to_dict("records")
+        print("every candidate tested (%): best, median, worst; each search's regret "
+              "(best minus its choice) and its choice's rank among the candidates")
+        print(regret.round(2).to_string(index=False))
     (out / "choosing.json").write_text(json.dumps(result, indent=2, default=float))
     plot(table, agreement, out / "choosing.png", searches)
     return result
@@ -307,8 +371,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--part", default="0/1", help="i/n: take every n-th job from the i-th")
-    parser.add_argument("--stages", nargs="*", default=["scores", "finetune", "search"],
-                        choices=["scores", "finetune", "search"])
+    parser.add_argument("--stages", nargs="*", default=["scores", "finetune", "search", "oracle"],
+                        choices=["scores", "finetune", "search", "oracle"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--report", action="store_true", help="only print and save the report")
     args = parser.parse_args()
@@ -322,5 +386,5 @@ if __name__ == "__main__":
         (args.out / "settings.json").write_text(json.dumps(asdict(settings), indent=2, default=str))
         for stage in args.stages:
             {"scores": run.score_jobs, "finetune": run.finetune_jobs,
-             "search": run.search_jobs}[stage]()
+             "search": run.search_jobs, "oracle": run.oracle_jobs}[stage]()
     report(args.out)

@@ -183,13 +183,37 @@ def test_choosing_runs_quick_and_reports(tmp_path, capsys):
     run.score_jobs()
     run.finetune_jobs()
     run.search_jobs()
+    run.oracle_jobs()
     result = choosing.report(tmp_path)
     assert {row["candidate"] for row in result["zoo"]} == set(settings.zoo)
+    (tested,) = result["every_candidate_tested"]  # one seed, both candidates tested
+    assert tested["candidates"] == 2 and tested["worst"] <= tested["median"] <= tested["best"]
     assert {row["score"] for row in result["agreement"]} == {"logme", "leep", "nce", "h_score",
                                                              "regularized_h_score"}
     assert 0 < result["score_cost_fraction"]
     assert (tmp_path / "choosing.png").exists() and (tmp_path / "choosing.json").exists()
     assert "halving minus grid" in capsys.readouterr().out
+
+
+def test_choosing_choice_regret_by_hand():
+    import choosing
+    import pandas as pd
+
+    a, b, c = (json.dumps({"lr": lr}) for lr in (0.01, 0.03, 0.1))
+    oracle = pd.DataFrame({"choice": [a, b, c, a, b, c], "seed": [0] * 3 + [1] * 3,
+                           "accuracy": [0.70, 0.72, 0.60, 0.65, 0.64, 0.66]})
+    searches = pd.DataFrame({"search": ["grid", "halving", "grid", "halving"],
+                             "seed": [0, 0, 1, 1],
+                             "choice": [a, b, c, json.dumps({"lr": 0.01})],
+                             "accuracy": [0.70, 0.71, 0.66, 0.65]})
+    table = choosing.choice_regret(searches, oracle).set_index("seed")
+    assert table.loc[0, "best"] == pytest.approx(72) and table.loc[0, "worst"] == pytest.approx(60)
+    assert table.loc[0, "median"] == pytest.approx(70) and table.loc[0, "best_choice"] == b
+    assert table.loc[0, "grid_regret"] == pytest.approx(2.0)  # 72 - 70
+    assert table.loc[0, "halving_regret"] == pytest.approx(1.0)  # its own refit: 72 - 71
+    assert table.loc[0, "grid_rank"] == 2 and table.loc[0, "halving_rank"] == 1
+    assert table.loc[1, "grid_regret"] == pytest.approx(0.0) and table.loc[1, "grid_rank"] == 1
+    assert table.loc[1, "halving_rank"] == 2
 
 
 def test_choosing_rank_agreement_by_hand():
