@@ -202,18 +202,21 @@ def test_choosing_choice_regret_by_hand():
     a, b, c = (json.dumps({"lr": lr}) for lr in (0.01, 0.03, 0.1))
     oracle = pd.DataFrame({"choice": [a, b, c, a, b, c], "seed": [0] * 3 + [1] * 3,
                            "accuracy": [0.70, 0.72, 0.60, 0.65, 0.64, 0.66]})
+    # the searches' own refits (accuracy) are not what the regret reads
     searches = pd.DataFrame({"search": ["grid", "halving", "grid", "halving"],
                              "seed": [0, 0, 1, 1],
                              "choice": [a, b, c, json.dumps({"lr": 0.01})],
-                             "accuracy": [0.70, 0.71, 0.66, 0.65]})
+                             "accuracy": [0.99, 0.10, 0.50, 0.50]})
     table = choosing.choice_regret(searches, oracle).set_index("seed")
     assert table.loc[0, "best"] == pytest.approx(72) and table.loc[0, "worst"] == pytest.approx(60)
     assert table.loc[0, "median"] == pytest.approx(70) and table.loc[0, "best_choice"] == b
+    assert table.loc[0, "grid_accuracy"] == pytest.approx(70)
     assert table.loc[0, "grid_regret"] == pytest.approx(2.0)  # 72 - 70
-    assert table.loc[0, "halving_regret"] == pytest.approx(1.0)  # its own refit: 72 - 71
+    assert table.loc[0, "halving_regret"] == pytest.approx(0.0)
     assert table.loc[0, "grid_rank"] == 2 and table.loc[0, "halving_rank"] == 1
     assert table.loc[1, "grid_regret"] == pytest.approx(0.0) and table.loc[1, "grid_rank"] == 1
-    assert table.loc[1, "halving_rank"] == 2
+    assert table.loc[1, "halving_regret"] == pytest.approx(1.0)  # 66 - 65
+    assert table.loc[1, "halving_rank"] == 2 and table.loc[1, "halving_choice"] == a
 
 
 def test_choosing_rank_agreement_by_hand():
