@@ -133,6 +133,17 @@ class Run:
         i, n = self.part
         return [job for job in jobs[i::n] if job not in have]
 
+    def _fit_and_test(self, clf, X: np.ndarray, y: np.ndarray,
+                      X_test: np.ndarray) -> tuple[float, float]:
+        """Fit ``clf`` (its warnings about random weights or few steps silenced) and score it
+        on the test images: (accuracy, seconds of fitting)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            start = time.perf_counter()
+            clf.fit(X, y)
+            seconds = time.perf_counter() - start
+        return clf.score(X_test, self.y_test), seconds
+
     def finetune_jobs(self) -> None:
         for candidate, seed in self._pending("finetuned", "candidate", list(self.s.zoo)):
             backbone, weights, size = self.s.zoo[candidate]
@@ -140,12 +151,8 @@ class Run:
             clf = FineTuningClassifier(backbone, weights=weights, random_state=seed, verbose=0,
                                        device="cpu", iterator_valid__batch_size=256,
                                        **self.s.recipe)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # random-init warnings
-                start = time.perf_counter()
-                clf.fit(inputs(X, backbone, size), y)
-                seconds = time.perf_counter() - start
-            accuracy = clf.score(inputs(self.X_test, backbone, size), self.y_test)
+            accuracy, seconds = self._fit_and_test(clf, inputs(X, backbone, size), y,
+                                                   inputs(self.X_test, backbone, size))
             self._append("finetuned", dict(candidate=candidate, seed=seed, accuracy=accuracy,
                                            fit_seconds=seconds))
             print(f"fine-tuned {candidate} seed {seed}: {100 * accuracy:.2f}% ({seconds:.0f}s)",
@@ -220,12 +227,7 @@ class Run:
         for choice, seed in self._pending("oracle", "choice", candidates):
             X, y, X_test = self.lite0_data(seed)
             clf = self.cotuning(seed, max_epochs=self.s.grid_epochs, **json.loads(choice))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                start = time.perf_counter()
-                clf.fit(X, y)
-                seconds = time.perf_counter() - start
-            accuracy = clf.score(X_test, self.y_test)
+            accuracy, seconds = self._fit_and_test(clf, X, y, X_test)
             self._append("oracle", dict(choice=choice, seed=seed, accuracy=accuracy,
                                         seconds=seconds))
             print(f"oracle seed {seed}: {choice} -> {100 * accuracy:.2f}% ({seconds:.0f}s)",
